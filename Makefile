@@ -1,0 +1,27 @@
+# `make run`: install into .venv (once) and run the embedded default grid.
+# `make test`: install into .venv (once) and run the test suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.saltbench-installed
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
+
+.PHONY: run test install clean-results
+
+install: $(STAMP)
+
+# torch first: segment-anything and sam2 build against it (no build isolation); sam2 without nvcc.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) setuptools==84.2.1 torch==2.14.1 torchvision==0.29.1
+	SAM2_BUILD_CUDA=0 $(PIP) --no-build-isolation -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 1 --resources gpu=1 --rerun-incomplete
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+clean-results:
+	rm -rf results/cells results/datasets results/logs results/grids figures/table1.*

@@ -1,0 +1,147 @@
+"""Grid configs: schema validation, defaults, semantic checks, and expansion into cells.
+
+A cell is (model, dataset, seed) where model is a backbone + PEFT method or a fully trained
+baseline. The Snakefile and the CLI both expand cells here, so they can never disagree.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
+# Keys of a method/baseline entry that describe the row, not the method's hyper-parameters.
+ROW_KEYS = ("id", "label")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; raised before any job starts."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: trained once, evaluated once, written to results/cells/<id>/."""
+
+    id: str
+    seed: int
+    dataset: str
+    group: str  # "baseline", "zero-shot" or "peft"
+    entry: dict  # the method or baseline entry of the config (id, label, name, hparams)
+    backbone: str | None  # key into config["backbones"]; None for baselines
+
+    def hparams(self) -> dict:
+        return {k: v for k, v in self.entry.items() if k not in ROW_KEYS}
+
+
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _fill_defaults(value: object, schema: dict) -> None:
+    """Insert schema defaults in place (jsonschema validates but never fills)."""
+    if not isinstance(value, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in value and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+        _fill_defaults(value.get(key), sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in set(value) - set(schema.get("properties", {})):
+            _fill_defaults(value[key], extra)
+
+
+def entry_id(entry: dict) -> str:
+    """Row id of a method/baseline entry: explicit `id`, else name plus rank (lora_r4)."""
+    if "id" in entry:
+        return entry["id"]
+    return f"{entry['name']}_r{entry['rank']}" if "rank" in entry else entry["name"]
+
+
+def _check_entries(config: dict) -> None:
+    import baselines
+    import methods
+    from benchmark.models import BACKBONES
+
+    for key, backbone in config["backbones"].items():
+        if backbone["name"] not in BACKBONES:
+            raise ConfigError(f"backbones.{key}: unknown backbone {backbone['name']!r}; known: {', '.join(sorted(BACKBONES))}")
+    if config["methods"] and not config["backbones"]:
+        raise ConfigError("methods are listed but no backbone is: add a `backbones:` section")
+    seen: set[str] = set()
+    for section, lookup in (("methods", methods.get_method), ("baselines", baselines.get_baseline)):
+        for entry in config[section]:
+            try:
+                plugin = lookup(entry["name"])
+            except (KeyError, ValueError) as error:
+                raise ConfigError(f"{section}: {error}") from None
+            unknown = sorted(set(entry) - set(ROW_KEYS) - {"name"} - set(plugin.hparams))
+            if unknown:
+                raise ConfigError(
+                    f"{section} entry {entry_id(entry)!r}: unknown key(s) {unknown}; "
+                    f"{entry['name']} accepts {', '.join(sorted(plugin.hparams)) or 'no hyper-parameters'}"
+                )
+            row = entry_id(entry)
+            if row in seen:
+                raise ConfigError(f"{section}: row id {row!r} is used twice; give one entry an explicit `id`")
+            seen.add(row)
+
+
+def _check_datasets(config: dict, base: Path) -> None:
+    for name, ds in config["datasets"].items():
+        if ds["kind"] == "synthetic":
+            missing = [k for k in ("modality", "n_train", "n_test") if k not in ds]
+            if missing:
+                raise ConfigError(f"datasets.{name}: a synthetic dataset needs {missing}")
+            from benchmark.data.synthetic import MODALITIES
+
+            if ds["modality"] not in MODALITIES:
+                raise ConfigError(f"datasets.{name}: unknown modality {ds['modality']!r}; known: {', '.join(MODALITIES)}")
+        elif "root" not in ds:
+            raise ConfigError(f"datasets.{name}: kind {ds['kind']!r} needs a `root` folder")
+        elif not (base / ds["root"]).expanduser().is_dir():
+            raise ConfigError(f"datasets.{name}: root folder {ds['root']!r} does not exist (relative paths are taken from {base})")
+
+
+def validate(config: dict, base: Path = Path(".")) -> dict:
+    """Schema-check a raw config, fill defaults and check names; returns the completed copy."""
+    config = copy.deepcopy(config)
+    try:
+        jsonschema.validate(config, _schema())
+    except jsonschema.ValidationError as error:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ConfigError(f"config invalid at {where}: {error.message}") from None
+    _fill_defaults(config, _schema())
+    _check_entries(config)
+    _check_datasets(config, base)
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    return validate(raw, Path("."))
+
+
+def _group(entry: dict) -> str:
+    return "zero-shot" if entry["name"] == "frozen" else "peft"
+
+
+def expand_cells(config: dict) -> dict[str, Cell]:
+    """Every cell of the grid, keyed by id, in table order (baselines, then backbone x method)."""
+    cells: dict[str, Cell] = {}
+    for seed in config["seeds"]:
+        for dataset in config["datasets"]:
+            for entry in config["baselines"]:
+                cell = Cell(f"{entry_id(entry)}-{dataset}-s{seed}", seed, dataset, "baseline", entry, None)
+                cells[cell.id] = cell
+            for backbone in config["backbones"]:
+                for entry in config["methods"]:
+                    cell_id = f"{backbone}-{entry_id(entry)}-{dataset}-s{seed}"
+                    cells[cell_id] = Cell(cell_id, seed, dataset, _group(entry), entry, backbone)
+    return cells

@@ -1,0 +1,123 @@
+"""Run one cell end to end: validate data, build, train (resumable), save adapter, evaluate merged,
+and write per_image.csv and summary.json with provenance. A finished cell is never re-run."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+import methods
+from benchmark.config import Cell, expand_cells
+from benchmark.data.dataset import VesselDataset, split_pairs
+from benchmark.data.sources import data_label, load_pairs
+from benchmark.engine.build import build_cell_model
+from benchmark.engine.evaluate import evaluate
+from benchmark.engine.train import CHECKPOINT, train, trainable_state
+from benchmark.io import atomic_write, write_json, write_text
+from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
+from benchmark.provenance import device_name, git_commit, peak_memory_mb, versions
+
+PARAMETER_DENOMINATOR = (
+    "all parameters of the segmentation model (image encoder, prompt encoder, mask decoder, TAL); "
+    "the frozen text encoder is not counted"
+)
+
+
+def resolve_device(config: dict) -> torch.device:
+    wanted = config["device"]
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config asks for device: cuda but torch sees no GPU (CUDA_VISIBLE_DEVICES, driver?)")
+    if wanted == "auto":
+        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+    if wanted == "cpu" and not config["allow_cpu"]:
+        raise RuntimeError("no GPU is visible and the config sets allow_cpu: false")
+    return torch.device(wanted)
+
+
+def cell_dir(config: dict, cell_id: str) -> Path:
+    return Path(config["results_dir"]) / "cells" / cell_id
+
+
+def _per_image_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=("id", "dice", "hd95"))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _save_adapter(path: Path, model: torch.nn.Module, metadata: dict) -> None:
+    tensors = {name: t.contiguous().cpu() for name, t in trainable_state(model).items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()}))
+
+
+def run_cell(config: dict, cell_id: str) -> Path:
+    """Run `cell_id` of the validated grid `config`; returns its summary.json path."""
+    cells = expand_cells(config)
+    if cell_id not in cells:
+        raise KeyError(f"no cell {cell_id!r} in this config; e.g. {', '.join(list(cells)[:3])}")
+    cell: Cell = cells[cell_id]
+    out = cell_dir(config, cell_id)
+    summary_path = out / "summary.json"
+    if summary_path.exists():
+        return summary_path
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    wall = time.perf_counter()
+    device = resolve_device(config)
+    train_cfg = config["train"]
+    if train_cfg["threads"]:
+        torch.set_num_threads(train_cfg["threads"])
+    dataset_cfg = config["datasets"][cell.dataset]
+    pairs = load_pairs(cell.dataset, dataset_cfg, Path(config["results_dir"]))
+    size = config["input_size"]
+    train_set = VesselDataset(split_pairs(pairs, "train"), size, augment=train_cfg["augment"], seed=cell.seed)
+    test_set = VesselDataset(split_pairs(pairs, "test"), size, augment=False, seed=cell.seed)
+
+    torch.manual_seed(cell.seed)
+    built = build_cell_model(cell, config)
+    model = built.model.to(device)
+    trainable, total = methods.count_parameters(model)
+    out.mkdir(parents=True, exist_ok=True)
+    log, train_seconds = train(model, train_set, train_cfg, out, cell.seed, device)
+    method = {"id": cell.id.split("-")[1] if cell.backbone else cell.id.split("-")[0], **cell.entry,
+              "label": built.label, "group": cell.group}
+    method["id"] = cell.entry.get("id", method["id"])
+    _save_adapter(out / "adapter.safetensors", model, {"method": cell.entry, "backbone": cell.backbone, "weights": built.weights})
+    rows = evaluate(methods.merge_model(model), test_set, device, train_cfg["batch_size"])
+    write_text(out / "per_image.csv", _per_image_csv(rows))
+    summary = {
+        "cell": cell.id,
+        "backbone": cell.backbone or "none (trained from scratch)",
+        "weights": built.weights,
+        "method": method,
+        "dataset": {"name": cell.dataset, "label": dataset_cfg.get("label", cell.dataset), "data": data_label(dataset_cfg)},
+        "seed": cell.seed,
+        "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total,
+                   "denominator": PARAMETER_DENOMINATOR},
+        "trained": {"adapted_modules": len(built.adapted), "extra_trainable": built.extra_trainable,
+                    "epochs": len(log), "final_loss": log[-1]["loss"] if log else None},
+        "metrics": summarise(rows),
+        "conventions": {"dice": DICE_CONVENTION, "hd95": HD95_CONVENTION,
+                        "resolution": f"network input resolution ({size} x {size}, resized and padded)"},
+        "provenance": {
+            "config": {"train": train_cfg, "dataset": dataset_cfg, "input_size": size,
+                       "backbone": config["backbones"].get(cell.backbone) if cell.backbone else None},
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "device": device_name(device),
+            "train_seconds": round(train_seconds, 2),
+            "wall_seconds_last_run": round(time.perf_counter() - wall, 2),
+            "peak_memory": peak_memory_mb(device),
+            "started": started,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
+    write_json(summary_path, summary)
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    return summary_path

@@ -1,0 +1,121 @@
+"""Training with per-epoch checkpoints, so a killed cell resumes where it stopped.
+
+Every source of randomness inside an epoch (batch order, augmentation, dropout) is seeded from
+(seed, epoch), so a resumed run repeats exactly what an uninterrupted one would have done.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from benchmark.data.dataset import VesselDataset
+from benchmark.engine.losses import SegmentationObjective
+from benchmark.io import atomic_write, write_text
+
+CHECKPOINT = "checkpoint.pt"
+LOG_FIELDS = ("epoch", "lr", "loss", "seg_loss", "reg", "seconds")
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Trainable parameters plus the running statistics of trainable BatchNorms (e.g. the TAL's):
+    everything that differs from the frozen backbone after training."""
+    state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    for name, module in model.named_modules():
+        if isinstance(module, _BatchNorm) and any(p.requires_grad for p in module.parameters()):
+            for buffer_name, buffer in module.named_buffers(recurse=False):
+                state[f"{name}.{buffer_name}"] = buffer.detach().clone()
+    return state
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    expected = set(trainable_state(model))
+    if set(state) != expected:
+        raise ValueError(
+            f"checkpoint does not fit this model: missing {sorted(expected - set(state))[:5]}, "
+            f"unexpected {sorted(set(state) - expected)[:5]}"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def set_train_mode(model: nn.Module) -> None:
+    """Train mode, except BatchNorms whose weights are frozen: their statistics belong to the
+    pretrained model and must not drift with the new data."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, _BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+            module.eval()
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def _batches(dataset: VesselDataset, batch_size: int, generator: torch.Generator):
+    order = torch.randperm(len(dataset), generator=generator).tolist()
+    for start in range(0, len(order), batch_size):
+        items = [dataset[i] for i in order[start : start + batch_size]]
+        yield torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items])
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, seed: int,
+          device: torch.device) -> tuple[list[dict], float]:
+    """Train for cfg['epochs'] epochs (resuming from out_dir/checkpoint.pt if present).
+
+    Returns the per-epoch log and the training seconds spent, summed over resumed runs.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params or cfg["epochs"] == 0:
+        return [], 0.0
+    optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg["lr_step_epochs"], gamma=cfg["lr_gamma"])
+    objective = SegmentationObjective(cfg["reg_weight"])
+    checkpoint = Path(out_dir) / CHECKPOINT
+    rows: list[dict] = []
+    elapsed, start_epoch = 0.0, 0
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        load_trainable_state(model, state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rows, elapsed, start_epoch = state["log"], state["elapsed"], state["epoch"]
+    for epoch in range(start_epoch, cfg["epochs"]):
+        began = time.perf_counter()
+        set_train_mode(model)
+        dataset.set_epoch(epoch)
+        torch.manual_seed(epoch_seed(seed, epoch))
+        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+        totals = torch.zeros(3)
+        steps = 0
+        for image, mask in _batches(dataset, cfg["batch_size"], generator):
+            loss, seg, reg = objective(model, model(image.to(device)), mask.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            totals += torch.stack([loss.detach(), seg.detach(), reg.detach()]).cpu()
+            steps += 1
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        seconds = time.perf_counter() - began
+        elapsed += seconds
+        mean = (totals / max(steps, 1)).tolist()
+        rows.append(dict(zip(LOG_FIELDS, (epoch + 1, lr, *mean, round(seconds, 2)))))
+        state = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "log": rows, "elapsed": elapsed, "epoch": epoch + 1}
+        atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
+        _write_log(Path(out_dir) / "train_log.csv", rows)
+        print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {mean[0]:.4f} ({seconds:.1f} s)", flush=True)
+    return rows, elapsed

@@ -1,0 +1,57 @@
+"""A SAM-family segmenter driven by one text prompt, as in S-SAM and SALT.
+
+image -> image encoder -> embedding; frozen text embedding -> TAL -> one sparse prompt token;
+the prompt encoder contributes only its "no mask" dense embedding and positional encoding; the mask
+decoder turns embedding + token into logits, upsampled to the input size. Every backbone
+(LiteMedSAM, SAM ViT, SAM2) is wired through this one module so that methods see the same graph.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmark.models.text import TextAffineLayer
+
+
+class TextPromptedSAM(nn.Module):
+    """forward(image in [0,1], B x 3 x S x S) -> mask logits B x 1 x S x S."""
+
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        prompt_encoder: nn.Module,
+        mask_decoder: nn.Module,
+        tal: TextAffineLayer,
+        text_embedding: torch.Tensor,
+        pixel_mean: tuple[float, float, float],
+        pixel_std: tuple[float, float, float],
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.tal = tal
+        self.register_buffer("text_embedding", text_embedding.reshape(1, -1).clone(), persistent=False)
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 3, 1, 1), persistent=False)
+
+    def prompt_token(self, batch: int) -> torch.Tensor:
+        return self.tal(self.text_embedding.expand(batch, -1)).unsqueeze(1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        embedding = self.image_encoder((image - self.pixel_mean) / self.pixel_std)
+        batch = image.shape[0]
+        dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
+            batch, -1, *embedding.shape[-2:]
+        )
+        low_res, _ = self.mask_decoder(
+            image_embeddings=embedding,
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=self.prompt_token(batch),
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        if low_res.shape[-2:] != image.shape[-2:]:
+            low_res = F.interpolate(low_res, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        return low_res

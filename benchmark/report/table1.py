@@ -1,0 +1,211 @@
+"""Table 1 of the SALT paper (Dice / HD95 per dataset, per method) rebuilt from cell summaries.
+
+A pure function of `results/cells/*/summary.json`: rerunning it on the same files gives the same
+table, so the table can be regenerated without retraining anything.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.io import write_text
+
+GROUPS = {"baseline": "Traditional DL Methods", "zero-shot": "Zero-shot", "peft": "PEFT methods"}
+DASH = "–"
+MISSING = "n/a"
+SEED_SPREAD = "Cells with several seeds show mean ± sample std (ddof=1) over seeds."
+REQUIRED_KEYS = (
+    "cell",
+    "backbone",
+    "weights",
+    "seed",
+    "method.id",
+    "method.label",
+    "method.rank",
+    "method.group",
+    "dataset.name",
+    "dataset.label",
+    "dataset.data",
+    "params.trainable",
+    "params.trainable_pct",
+    "metrics.dice_mean",
+    "metrics.hd95_mean",
+)
+
+
+def validate_summary(summary: object, source: str) -> None:
+    """Fail early, naming the file or cell, instead of deep inside the table code."""
+    if not isinstance(summary, dict):
+        raise ValueError(f"{source}: a cell summary must be a JSON object, got {type(summary).__name__}")
+    for dotted in REQUIRED_KEYS:
+        node: object = summary
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"{source}: missing key '{dotted}'")
+            node = node[part]
+    group = summary["method"]["group"]
+    if group not in GROUPS:
+        raise ValueError(f"{source}: method.group is {group!r}, expected one of {sorted(GROUPS)}")
+
+
+def load_summaries(cells_dir: Path) -> list[dict]:
+    """Every `<cell>/summary.json` under cells_dir, in sorted cell order for a stable table."""
+    cells_dir = Path(cells_dir)
+    if not cells_dir.is_dir():
+        raise FileNotFoundError(f"cells directory not found: {cells_dir}")
+    paths = sorted(cells_dir.glob("*/summary.json"))
+    if not paths:
+        raise FileNotFoundError(f"no */summary.json under {cells_dir}")
+    summaries = []
+    for path in paths:
+        try:
+            summary = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: malformed summary.json ({error})") from error
+        validate_summary(summary, str(path))
+        summaries.append(summary)
+    return summaries
+
+
+def _defined(values: list) -> list[float]:
+    """HD95 may be NaN (JSON NaN) or null where it is undefined; both are dropped."""
+    return [float(v) for v in values if v is not None and not math.isnan(float(v))]
+
+
+def _over_seeds(values: list, decimals: int) -> str:
+    """One seed: the value; several: mean ± std over seeds; none defined: a dash."""
+    defined = _defined(values)
+    if not defined:
+        return DASH
+    if len(defined) == 1:
+        return f"{defined[0]:.{decimals}f}"
+    return f"{np.mean(defined):.{decimals}f} ± {np.std(defined, ddof=1):.{decimals}f}"
+
+
+def _count(n: int) -> str:
+    """Parameter counts as the paper prints them: 12.3K, 6.5M, 1M."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale * 0.99995:
+            return f"{n / scale:.1f}".removesuffix(".0") + suffix
+    return str(n)
+
+
+def _trainable(params: dict) -> str:
+    """'0.13% / 12.3K'; a dash for zero-shot rows, which train nothing, as in the paper.
+
+    Percentages below 0.005 keep one significant digit rather than printing as 0%.
+    """
+    if params["trainable"] == 0:
+        return DASH
+    value = float(params["trainable_pct"])
+    pct = f"{value:.2f}".rstrip("0").rstrip(".") if value >= 0.005 else f"{value:.1g}"
+    return f"{pct}% / {_count(int(params['trainable']))}"
+
+
+def _distinct(values: list[str]) -> str:
+    return "; ".join(dict.fromkeys(values))
+
+
+def _average(per_dataset: list[float], n_datasets: int, decimals: int) -> str:
+    """Mean over datasets; flags when fewer than all datasets went into it."""
+    if not per_dataset:
+        return DASH
+    text = f"{np.mean(per_dataset):.{decimals}f}"
+    if len(per_dataset) < n_datasets:
+        text += f" ({len(per_dataset)}/{n_datasets} datasets)"
+    return text
+
+
+def build_table1(summaries: list[dict]) -> pd.DataFrame:
+    """One row per (backbone, method.id), grouped baseline, zero-shot, PEFT as in the paper.
+
+    Per-dataset cells are seed means (± std with several seeds); the averages are means over
+    datasets of those seed means, HD95 over the datasets where it is defined. The extra "Group"
+    column carries the method group for the markdown separators and for CSV readers.
+    """
+    if not summaries:
+        raise ValueError("no cell summaries to build Table 1 from")
+    datasets: dict[str, str] = {}
+    rows: dict[tuple[str, str], list[dict]] = {}
+    seen: dict[tuple[str, str, str, object], str] = {}
+    for summary in summaries:
+        validate_summary(summary, f"cell {summary.get('cell')!r}" if isinstance(summary, dict) else "summary")
+        key = (summary["backbone"], summary["method"]["id"])
+        dataset = summary["dataset"]["name"]
+        run = (*key, dataset, summary["seed"])
+        if run in seen:
+            raise ValueError(f"cells {seen[run]!r} and {summary['cell']!r} are the same run {run}")
+        seen[run] = summary["cell"]
+        datasets.setdefault(dataset, summary["dataset"]["label"])
+        rows.setdefault(key, []).append(summary)
+
+    ordered = sorted(rows.items(), key=lambda item: list(GROUPS).index(item[1][0]["method"]["group"]))
+    records = []
+    for (backbone, _), cells in ordered:
+        method = cells[0]["method"]
+        groups = {cell["method"]["group"] for cell in cells}
+        if len(groups) > 1:
+            raise ValueError(f"method {method['id']!r} on {backbone!r} has several groups: {sorted(groups)}")
+        record = {
+            "Model": method["label"],
+            "Rank": DASH if method["rank"] is None else str(method["rank"]),
+            "%Trainable": _distinct([_trainable(cell["params"]) for cell in cells]),
+        }
+        dice_means, hd95_means = [], []
+        for dataset, label in datasets.items():
+            runs = [cell["metrics"] for cell in cells if cell["dataset"]["name"] == dataset]
+            if not runs:
+                record[f"{label} Dice"] = record[f"{label} HD95"] = MISSING
+                continue
+            dice_values = [run["dice_mean"] for run in runs]
+            hd95_values = [run["hd95_mean"] for run in runs]
+            record[f"{label} Dice"] = _over_seeds(dice_values, 3)
+            record[f"{label} HD95"] = _over_seeds(hd95_values, 2)
+            if _defined(dice_values):
+                dice_means.append(float(np.mean(_defined(dice_values))))
+            if _defined(hd95_values):
+                hd95_means.append(float(np.mean(_defined(hd95_values))))
+        record["Average Dice"] = _average(dice_means, len(datasets), 3)
+        record["Average HD95"] = _average(hd95_means, len(datasets), 2)
+        record["Backbone"] = backbone
+        record["Weights"] = _distinct([cell["weights"] for cell in cells])
+        record["Data"] = _distinct([cell["dataset"]["data"] for cell in cells])
+        record["Group"] = method["group"]
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def _markdown(df: pd.DataFrame, note: str) -> str:
+    columns = [column for column in df.columns if column != "Group"]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    lines = [
+        "# Table 1: Dice and HD95 per dataset (reproduced by saltbench)",
+        "",
+        note.strip(),
+        "",
+        SEED_SPREAD,
+        "",
+        line(columns),
+        "|" + "|".join("---" for _ in columns) + "|",
+    ]
+    for group, title in GROUPS.items():
+        members = df[df["Group"] == group]
+        if members.empty:
+            continue
+        lines.append(line([f"**{title}**"] + [""] * (len(columns) - 1)))
+        lines.extend(line([row[column] for column in columns]) for _, row in members.iterrows())
+    return "\n".join(lines) + "\n"
+
+
+def write_table1(df: pd.DataFrame, out_dir: Path, note: str) -> None:
+    """table1.csv (all columns, Group included) and table1.md (paper layout with group rows)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / "table1.csv", df.to_csv(index=False))
+    write_text(out_dir / "table1.md", _markdown(df, note))

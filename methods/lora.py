@@ -1,0 +1,101 @@
+"""LoRA (Hu et al., ICLR 2022): W' = W + (lora_alpha / rank) * B A.
+
+A (rank x in) starts kaiming-uniform(a=sqrt(5)) and B (out x rank) at zero, as in
+huggingface/peft, so W' == W at the start. Forward never builds the dense update: for a Linear
+it runs x -> A -> B; for a Conv2d, a conv with A reshaped to (rank, in, kh, kw) (same stride,
+padding, dilation) followed by a 1x1 conv with B. rank * (in*kh*kw + out) parameters per layer.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from methods.base import (
+    DEFAULT_TARGETS,
+    AdaptedLayer,
+    Method,
+    adapt,
+    component_overrides,
+    matrix_to_weight,
+    resolve_hparams,
+)
+
+
+class LoRALayer(AdaptedLayer):
+    """Frozen layer plus a scaled low-rank branch; dropout acts on the branch input only."""
+
+    def __init__(
+        self,
+        base: nn.Module,
+        rank: int = 4,
+        lora_alpha: float | None = None,
+        dropout: float = 0.0,
+        layer_name: str = "",
+    ) -> None:
+        super().__init__(base, layer_name)
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"{self.layer_name}: LoRA rank must be a positive integer, got {rank!r}")
+        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{self.layer_name}: LoRA dropout must be in [0, 1), got {dropout!r}")
+        alpha = rank if lora_alpha is None else lora_alpha
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha <= 0:
+            raise ValueError(f"{self.layer_name}: lora_alpha must be a positive number, got {lora_alpha!r}")
+        out_dim, in_dim = self.matrix_shape
+        factory = {"dtype": self.weight.dtype, "device": self.weight.device}
+        self.rank = rank
+        self.scaling = alpha / rank
+        self.lora_A = nn.Parameter(torch.empty(rank, in_dim, **factory))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.lora_B = nn.Parameter(torch.zeros(out_dim, rank, **factory))
+        self.dropout = nn.Dropout(dropout)
+
+    def adapted_weight(self) -> Tensor:
+        delta = matrix_to_weight(self.lora_B @ self.lora_A, self.weight.shape)
+        return self.weight + self.scaling * delta
+
+    def forward(self, x: Tensor) -> Tensor:
+        frozen = self.layer_forward(x, self.weight)
+        branch_input = self.dropout(x)
+        if self.conv_args is None:
+            update = F.linear(F.linear(branch_input, self.lora_A), self.lora_B)
+        else:
+            down_kernel = self.lora_A.reshape(self.rank, *self.weight.shape[1:])
+            down = F.conv2d(branch_input, down_kernel, None, **self.conv_args)
+            update = F.conv2d(down, self.lora_B[:, :, None, None])
+        return frozen + self.scaling * update
+
+    def extra_repr(self) -> str:
+        out_dim, in_dim = self.matrix_shape
+        return f"{self.layer_name}: {out_dim}x{in_dim}, rank={self.rank}, scaling={self.scaling:g}"
+
+
+HPARAMS: dict[str, object] = {
+    "targets": list(DEFAULT_TARGETS),
+    "rank": 4,
+    "lora_alpha": None,
+    "dropout": 0.0,
+    "ranks": {},
+}
+
+
+def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
+    """lora_alpha None means "equal to each layer's rank" (scaling 1), also under `ranks` overrides."""
+    hparams = resolve_hparams(METHOD, spec)
+    ranks = component_overrides(hparams, "ranks")
+
+    def build(name: str, component: str, module: nn.Module) -> LoRALayer:
+        rank = ranks.get(component, hparams["rank"])
+        return LoRALayer(module, rank, hparams["lora_alpha"], hparams["dropout"], layer_name=name)
+
+    return adapt(model, components, hparams["targets"], build)
+
+
+METHOD = Method(
+    name="lora",
+    description="LoRA: frozen weight plus a trainable low-rank update (lora_alpha / rank) * B A.",
+    hparams=HPARAMS,
+    apply=apply,
+)

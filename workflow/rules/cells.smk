@@ -1,0 +1,26 @@
+# Datasets are generated or validated once; each cell trains and evaluates one model.
+
+rule dataset:
+    output:
+        RESULTS / "datasets" / "{dataset}.txt",
+    log:
+        RESULTS / "logs" / "dataset-{dataset}.log",
+    params:
+        grid=str(GRID_FILE),
+    shell:
+        "saltbench data --config {params.grid} --dataset {wildcards.dataset} > {output}.tmp 2> {log}"
+        " && mv {output}.tmp {output}"
+
+rule cell:
+    input:
+        lambda wc: RESULTS / "datasets" / f"{CELLS[wc.cell].dataset}.txt",
+    output:
+        RESULTS / "cells" / "{cell}" / "summary.json",
+    log:
+        RESULTS / "logs" / "cell-{cell}.log",
+    params:
+        grid=str(GRID_FILE),
+    resources:
+        gpu=1,
+    shell:
+        "saltbench cell --config {params.grid} --cell {wildcards.cell} > {log} 2>&1"
