@@ -49,6 +49,9 @@ def build_baseline(name: str, hparams: dict, input_size: int) -> nn.Module:
     return baseline.build({**baseline.hparams, **hparams}, input_size)
 
 
-from baselines import unet  # noqa: E402  (registers itself)
+from baselines import unet, unetr, regunet, segnet, deeplabv3plus, segformer  # noqa: E402, I001  (register in Table 1 order)
 
-__all__ = ["REGISTRY", "Baseline", "UnknownBaselineError", "build_baseline", "get_baseline", "register", "unet"]
+__all__ = [
+    "REGISTRY", "Baseline", "UnknownBaselineError", "build_baseline", "get_baseline", "register",
+    "deeplabv3plus", "regunet", "segformer", "segnet", "unet", "unetr",
+]

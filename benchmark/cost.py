@@ -1,0 +1,91 @@
+"""What a model costs: parameters, and GFLOPs per image as the paper reports them.
+
+The paper counts multiply-accumulates (MACs) of one image in eval mode without gradients and
+reports GFLOPs = 2 x MACs / 1e9. Two counters are used and the one used is named in the result:
+
+- fvcore counts one MAC as one flop, so its total is doubled here. It is tried first, with only its
+  handles for MAC ops, not those for element-wise work (norms, interpolation, pooling).
+- torch.utils.flop_counter.FlopCounterMode counts 2 flops per MAC, taken as is. It is used where
+  fvcore cannot trace the model (SegNet's max_unpool2d) or leaves a MAC-carrying op uncounted
+  (scaled_dot_product_attention), where fvcore's total would be too low.
+
+Both count convolutions (transposed too) and matrix products, so on a model both can trace they agree.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+from fvcore.nn.jit_handles import (
+    addmm_flop_jit,
+    bmm_flop_jit,
+    conv_flop_jit,
+    einsum_flop_jit,
+    linear_flop_jit,
+    matmul_flop_jit,
+)
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+FVCORE = "fvcore"
+FLOP_COUNTER_MODE = "torch FlopCounterMode"
+# fvcore's handles for multiply-accumulate ops; its other defaults (norms, interpolation, pooling)
+# count element-wise work and are left out.
+_FVCORE_MAC_HANDLES = {
+    "aten::addmm": addmm_flop_jit,
+    "aten::bmm": bmm_flop_jit,
+    "aten::_convolution": conv_flop_jit,
+    "aten::einsum": einsum_flop_jit,
+    "aten::linear": linear_flop_jit,
+    "aten::matmul": matmul_flop_jit,
+    "aten::mm": matmul_flop_jit,
+}
+# Ops that carry MACs (baddbmm, conv2d, scaled_dot_product_attention, ...): one of them left
+# uncounted by fvcore means its total is too low. Not matched: upsample_bilinear2d and the like.
+_MAC_OP = re.compile(r"aten::_?(\w*mm|matmul|linear|einsum|conv\w*|\w*attention\w*)_?")
+
+
+def _attention_flops(query_shape: torch.Size, key_shape: torch.Size, value_shape: torch.Size, *args: object,
+                     out_shape: object = None, **kwargs: object) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+# FlopCounterMode knows the CUDA attention kernels but not the CPU one; same formula.
+_CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _attention_flops}
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Every parameter, trainable or not, each shared tensor once."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _fvcore_macs(model: nn.Module, image: torch.Tensor) -> float | None:
+    """fvcore's MAC count, or None where it cannot trace the model or misses MACs."""
+    analysis = FlopCountAnalysis(model, image).clear_op_handles().set_op_handle(**_FVCORE_MAC_HANDLES)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    try:
+        macs = analysis.total()
+    except (RuntimeError, TypeError):  # jit tracing of max_unpool2d raises TypeError (torch 2.14)
+        return None
+    missed = [op for op in analysis.unsupported_ops() if _MAC_OP.fullmatch(op)]
+    return None if missed else float(macs)
+
+
+def gflops_per_image(model: nn.Module, input_size: int) -> dict[str, float | str]:
+    """{'gflops': 2 x MACs / 1e9 for one input_size x input_size RGB image, 'counter': which counter}."""
+    parameter = next(model.parameters())
+    image = torch.rand(1, 3, input_size, input_size, device=parameter.device, dtype=parameter.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            macs = _fvcore_macs(model, image)
+            if macs is not None:
+                return {"gflops": 2 * macs / 1e9, "counter": FVCORE}
+            counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
+            with counter:
+                model(image)
+            return {"gflops": counter.get_total_flops() / 1e9, "counter": FLOP_COUNTER_MODE}
+    finally:
+        model.train(was_training)
