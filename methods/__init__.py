@@ -1,15 +1,23 @@
-"""PEFT methods as plugins, looked up by the name a config gives.
+"""PEFT methods as plugins, looked up by the name a config gives (contract: methods/README.md).
 
-A method is a module in this package that defines `METHOD = Method(...)` (found on import, so a
-new method is one dropped-in file), or an object an installed package exposes under the entry
-point group "saltbench.methods". The model-level helpers below work for every method.
+A method is a `Method(...)` registered from one of three places: a module of this package that
+defines `METHOD` (found on import, so a new built-in is one dropped-in file); an installed
+package exposing it under the entry-point group "saltbench.methods"; or a module / .py file
+listed in the environment variable SALTBENCH_PLUGINS, which reaches Snakemake's jobs without
+installing anything. The model-level helpers below work for every method.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import pkgutil
+import re
+import sys
 from collections.abc import Mapping
 from importlib import metadata
+from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +25,8 @@ from torch import Tensor, nn
 from methods.base import DEFAULT_TARGETS, AdaptedLayer, Method, matrix_to_weight, replace_modules, weight_matrix
 
 ENTRY_POINT_GROUP = "saltbench.methods"
+PLUGINS_ENV = "SALTBENCH_PLUGINS"
+OTHER = "other"
 _NOT_METHODS = {"base"}
 
 REGISTRY: dict[str, Method] = {}
@@ -69,6 +79,45 @@ def load_entry_points() -> list[str]:
     return names
 
 
+def _import_plugin(item: str) -> ModuleType:
+    """A module name (importable from sys.path / PYTHONPATH) or a path to a .py file."""
+    if not item.endswith(".py"):
+        try:
+            return importlib.import_module(item)
+        except ImportError as error:
+            raise ImportError(f"{PLUGINS_ENV}: cannot import plugin module {item!r}: {error}") from error
+    path = Path(item).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"{PLUGINS_ENV}: plugin file not found: {path}")
+    name = "saltbench_plugin_" + re.sub(r"\W", "_", str(path))
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
+def load_plugins(value: str | None = None) -> list[str]:
+    """Register the METHOD of every comma-separated module or .py file in `value`
+    (default: the SALTBENCH_PLUGINS environment variable); their names. Loading twice is harmless."""
+    value = os.environ.get(PLUGINS_ENV, "") if value is None else value
+    names = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        module = _import_plugin(item)
+        method = getattr(module, "METHOD", None)
+        if not isinstance(method, Method):
+            raise TypeError(f"{PLUGINS_ENV}: plugin {item!r} must define METHOD = methods.Method(...)")
+        names.append(register(method).name)
+    return names
+
+
 def apply_method(model: nn.Module, spec: dict, components: dict[str, str]) -> list[str]:
     """Adapt `model` in place as `spec` (a config mapping with a "name") says; the replaced module names.
 
@@ -112,12 +161,39 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
 
 
+def count_by_component(model: nn.Module, components: Mapping[str, str]) -> dict[str, int]:
+    """Trainable parameters per backbone component, in `components` order, plus OTHER ("other")
+    for trainable parameters outside every component (norms, TAL, ...).
+
+    A parameter belongs to the component whose pattern fully matches its module or the nearest
+    enclosing module, so adapter tensors count where their adapted layer sits.
+    """
+    patterns = {name: re.compile(pattern) for name, pattern in components.items()}
+
+    def owner(module: str) -> str:
+        while module:
+            for component, pattern in patterns.items():
+                if pattern.fullmatch(module):
+                    return component
+            module = module.rpartition(".")[0]
+        return OTHER
+
+    counts = dict.fromkeys([*components, OTHER], 0)
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            counts[owner(name.rpartition(".")[0])] += parameter.numel()
+    return counts
+
+
 _register_package_modules()
 load_entry_points()
+load_plugins()
 
 __all__ = [
     "DEFAULT_TARGETS",
     "ENTRY_POINT_GROUP",
+    "OTHER",
+    "PLUGINS_ENV",
     "REGISTRY",
     "AdaptedLayer",
     "Method",
@@ -125,9 +201,11 @@ __all__ = [
     "adapted_layers",
     "adapter_state_dict",
     "apply_method",
+    "count_by_component",
     "count_parameters",
     "get_method",
     "load_entry_points",
+    "load_plugins",
     "matrix_to_weight",
     "merge_model",
     "register",

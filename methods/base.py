@@ -30,12 +30,14 @@ class Method:
     hparams: every spec key the method accepts besides "name", with its default; a config is
     checked against it so that a typo fails loudly instead of silently using a default.
     apply: (model, components, spec) -> names of the modules it replaced.
+    label: the row name tables print (the method's name when empty).
     """
 
     name: str
     description: str
     hparams: dict[str, object]
     apply: ApplyFn
+    label: str = ""
 
 
 def weight_matrix(layer: nn.Module) -> Tensor:
@@ -50,13 +52,28 @@ def matrix_to_weight(matrix: Tensor, shape: torch.Size | tuple[int, ...]) -> Ten
 
 
 def thin_svd(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """U (out x r_max), sigma (r_max), Vh (r_max x in) of a frozen weight.
+    """U (out x r_max), sigma (r_max), Vh (r_max x in) of a frozen weight, with canonical signs.
 
     Computed in float64 and cast back: done once per layer, so accuracy is cheap, and a float32
     SVD of a 3072 x 768 matrix loses about 1e-5 of reconstruction accuracy.
+    Each singular pair is flipped so that the largest-magnitude entry of U's column is positive
+    (sklearn's svd_flip). LAPACK builds may return either sign, and SALT's dense X Y block mixes
+    columns, so without a canonical sign an adapter saved on one machine would give a different
+    weight when its backbone is decomposed again on another.
     """
     u, sigma, vh = torch.linalg.svd(matrix.detach().to(torch.float64), full_matrices=False)
+    signs = torch.sign(u.gather(0, u.abs().argmax(dim=0, keepdim=True)))
+    u, vh = u * signs, vh * signs.T
     return u.to(matrix.dtype), sigma.to(matrix.dtype), vh.to(matrix.dtype)
+
+
+def register_svd(layer: nn.Module, matrix: Tensor) -> None:
+    """U, sigma, Vh as non-persistent buffers: they follow .to(device, dtype) once, are views when
+    sliced, and stay out of state_dict because they are recomputed from the frozen weight."""
+    u, sigma, vh = thin_svd(matrix)
+    layer.register_buffer("U", u, persistent=False)
+    layer.register_buffer("sigma", sigma, persistent=False)
+    layer.register_buffer("Vh", vh, persistent=False)
 
 
 class AdaptedLayer(nn.Module, ABC):
@@ -65,7 +82,8 @@ class AdaptedLayer(nn.Module, ABC):
     The base weight and bias keep their attribute names (`weight`, `bias`) so that checkpoint
     keys of the frozen model do not move; they share storage with the original layer and are
     never trained. Subclasses define adapted_weight(); forward uses it with the base layer's
-    own linear / conv semantics.
+    own linear / conv semantics (a subclass may override forward with a cheaper route to the
+    same function). `component` is set by adapt() to the target component that chose the layer.
     """
 
     def __init__(self, base: nn.Module, layer_name: str = "") -> None:
@@ -73,6 +91,7 @@ class AdaptedLayer(nn.Module, ABC):
         if not isinstance(base, SUPPORTED):
             raise TypeError(f"{layer_name or 'layer'}: cannot adapt {type(base).__name__}; only nn.Linear and nn.Conv2d")
         self.layer_name = layer_name or type(base).__name__
+        self.component = ""
         self.conv_args: dict[str, object] | None = None
         if isinstance(base, nn.Conv2d):
             if base.groups != 1 or base.padding_mode != "zeros":
@@ -216,6 +235,10 @@ def adapt(model: nn.Module, components: Mapping[str, str], targets: Sequence[str
     """
     matched = match_targets(model, components, targets)
     layers = {name: build(name, component, model.get_submodule(name)) for name, component in matched.items()}
+    for name, layer in layers.items():
+        if not isinstance(layer, AdaptedLayer):
+            raise TypeError(f"{name}: a method's build must return an AdaptedLayer, got {type(layer).__name__}")
+        layer.component = matched[name]
     freeze(model)
     replace_modules(model, layers)
     return list(layers)

@@ -14,6 +14,7 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
 
 METHOD = Method(
     name="frozen",
+    label="Zero-shot (frozen)",
     description="No adaptation: every weight frozen (zero-shot evaluation).",
     hparams={},
     apply=apply,

@@ -15,6 +15,7 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
 
 METHOD = Method(
     name="full",
+    label="Full fine-tuning",
     description="Full fine-tuning: every parameter of the model trainable.",
     hparams={},
     apply=apply,

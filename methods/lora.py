@@ -1,9 +1,14 @@
 """LoRA (Hu et al., ICLR 2022): W' = W + (lora_alpha / rank) * B A.
 
 A (rank x in) starts kaiming-uniform(a=sqrt(5)) and B (out x rank) at zero, as in
-huggingface/peft, so W' == W at the start. Forward never builds the dense update: for a Linear
-it runs x -> A -> B; for a Conv2d, a conv with A reshaped to (rank, in, kh, kw) (same stride,
-padding, dilation) followed by a 1x1 conv with B. rank * (in*kh*kw + out) parameters per layer.
+huggingface/peft, so W' == W at the start; outputs match peft's LoRA on the same values. Forward
+never builds the dense update: for a Linear it runs x -> A -> B; for a Conv2d, a conv with A
+reshaped to (rank, in, kh, kw) (same stride, padding, dilation) followed by a 1x1 conv with B.
+rank * (in*kh*kw + out) parameters per layer.
+
+SAM's fused qkv projection (one Linear, in -> 3 * in) is adapted as one matrix with one A and
+one B, as the SALT paper's LoRA baseline does, not as separate q and v adapters (SAMed-style);
+so the update of q, k and v shares one rank-r subspace of the input.
 """
 from __future__ import annotations
 
@@ -58,14 +63,15 @@ class LoRALayer(AdaptedLayer):
 
     def forward(self, x: Tensor) -> Tensor:
         frozen = self.layer_forward(x, self.weight)
-        branch_input = self.dropout(x)
+        return frozen + self.scaling * self.low_rank(self.dropout(x), self.lora_A, self.lora_B)
+
+    def low_rank(self, x: Tensor, down: Tensor, up: Tensor) -> Tensor:
+        """x through `down` (rank x in*kh*kw) then `up` (out x rank) with the base layer's geometry,
+        never building the dense out x in product."""
         if self.conv_args is None:
-            update = F.linear(F.linear(branch_input, self.lora_A), self.lora_B)
-        else:
-            down_kernel = self.lora_A.reshape(self.rank, *self.weight.shape[1:])
-            down = F.conv2d(branch_input, down_kernel, None, **self.conv_args)
-            update = F.conv2d(down, self.lora_B[:, :, None, None])
-        return frozen + self.scaling * update
+            return F.linear(F.linear(x, down), up)
+        kernel = down.reshape(down.shape[0], *self.weight.shape[1:])
+        return F.conv2d(F.conv2d(x, kernel, None, **self.conv_args), up[:, :, None, None])
 
     def extra_repr(self) -> str:
         out_dim, in_dim = self.matrix_shape
@@ -95,6 +101,7 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
 
 METHOD = Method(
     name="lora",
+    label="LoRA",
     description="LoRA: frozen weight plus a trainable low-rank update (lora_alpha / rank) * B A.",
     hparams=HPARAMS,
     apply=apply,

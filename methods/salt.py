@@ -6,7 +6,7 @@ core (eq. 4), so with the off-diagonal blocks being zero:
 
     W' = U_r diag(ReLU(alpha * sigma_r + beta)) V_r^T + U_r' ReLU(diag(sigma_r') + X Y) V_r'^T
 
-Only the r' x r' block is ever dense. Regulariser (eq. 5):
+Only the r' x r' block is ever dense; the top block stays a vector. Regulariser (eq. 5):
 ||alpha * sigma_r + beta - sigma_r||_F + ||X Y||_F. Parameters per layer: 2 r + 2 r' d_lora.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ from methods.base import (
     adapt,
     component_overrides,
     matrix_to_weight,
+    register_svd,
     resolve_hparams,
-    thin_svd,
     weight_matrix,
 )
 
@@ -61,8 +61,9 @@ class SALTLayer(AdaptedLayer):
     caller's seed. init="identity": X from N(0, 0.01^2), Y = 0, so W' == W at step 0 (as LoRA).
 
     Edge cases: r == r_max leaves no X/Y (pure scale/shift, S-SAM on all values); r == 0 leaves
-    no alpha/beta (pure low-rank core). A d_lora (rank) above r' is refused: X Y would then be
-    an over-parameterised full-rank r' x r' block.
+    no alpha/beta (pure low-rank core). d_lora (rank) may exceed r': X Y is then a full-rank,
+    over-parameterised r' x r' block, still 2 r' d_lora parameters. The official code allows it
+    and the paper's Fig. 4a uses it (SALT rank 700 with LoRA rank 256 on 768-wide layers, r' = 68).
     """
 
     def __init__(
@@ -78,21 +79,13 @@ class SALTLayer(AdaptedLayer):
             raise ValueError(f"{self.layer_name}: SALT init must be one of {INITS}, got {init!r}")
         if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
             raise ValueError(f"{self.layer_name}: SALT rank (d_lora) must be a positive integer, got {rank!r}")
-        u, sigma, vh = thin_svd(weight_matrix(self))
-        r_max = sigma.numel()
+        register_svd(self, weight_matrix(self))
+        r_max = self.sigma.numel()
         r = top_rank(sv_rank, r_max, self.layer_name)
         rest = r_max - r
-        if rest and rank > rest:
-            raise ValueError(
-                f"{self.layer_name}: SALT rank (d_lora) {rank} exceeds r' = r_max - r = {r_max} - {r} = {rest} "
-                f"(r_max = {r_max}); lower rank or sv_rank"
-            )
-        self.register_buffer("U", u)
-        self.register_buffer("sigma", sigma)
-        self.register_buffer("Vh", vh)
         self.r = r
         self.d_lora = rank if rest else 0
-        factory = {"dtype": sigma.dtype, "device": sigma.device}
+        factory = {"dtype": self.sigma.dtype, "device": self.sigma.device}
         self.register_parameter("alpha", nn.Parameter(torch.ones(r, **factory)) if r else None)
         self.register_parameter("beta", nn.Parameter(torch.zeros(r, **factory)) if r else None)
         x = y = None
@@ -107,15 +100,33 @@ class SALTLayer(AdaptedLayer):
         """Eq. 3: alpha * sigma_r + beta, before the ReLU."""
         return self.alpha * self.sigma[: self.r] + self.beta
 
+    def core(self) -> Tensor:
+        """The dense r' x r' block diag(sigma_r') + X Y, before the ReLU."""
+        core = self.X @ self.Y
+        core.diagonal().add_(self.sigma[self.r :])
+        return core
+
     def adapted_weight(self) -> Tensor:
+        """Eq. 4 in one out x r_max x in product.
+
+        The diagonal top block only scales rows of V_r^T (or columns of U_r); the dense ReLU(core)
+        multiplies whichever of V_r'^T, U_r' is smaller, so the rebuild costs
+        out * in * r_max + r'^2 * min(out, in), against out * r_max * (r_max + in) for a
+        literal U ReLU(Sigma') V^T.
+        """
         r = self.r
-        parts = []
-        if self.alpha is not None:
-            parts.append((self.U[:, :r] * F.relu(self.adapted_top_values())) @ self.Vh[:r])
-        if self.X is not None:
-            core = torch.diag(self.sigma[r:]) + self.X @ self.Y
-            parts.append(torch.linalg.multi_dot([self.U[:, r:], F.relu(core), self.Vh[r:]]))
-        return matrix_to_weight(sum(parts[1:], parts[0]), self.weight.shape)
+        out_dim, in_dim = self.matrix_shape
+        top = None if self.alpha is None else F.relu(self.adapted_top_values())
+        core = None if self.X is None else F.relu(self.core())
+        if in_dim <= out_dim:
+            rows = [] if top is None else [top[:, None] * self.Vh[:r]]
+            rows += [] if core is None else [core @ self.Vh[r:]]
+            matrix = self.U @ (rows[0] if len(rows) == 1 else torch.cat(rows))
+        else:
+            columns = [] if top is None else [self.U[:, :r] * top]
+            columns += [] if core is None else [self.U[:, r:] @ core]
+            matrix = (columns[0] if len(columns) == 1 else torch.cat(columns, dim=1)) @ self.Vh
+        return matrix_to_weight(matrix, self.weight.shape)
 
     def regularization(self) -> Tensor:
         penalty = self.weight.new_zeros(())
@@ -161,6 +172,7 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
 
 METHOD = Method(
     name="salt",
+    label="SALT",
     description="SALT: scale/shift of the top-r singular values plus a low-rank X Y update of the rest (eq. 2-5).",
     hparams=HPARAMS,
     apply=apply,

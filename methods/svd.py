@@ -17,8 +17,8 @@ from methods.base import (
     Method,
     adapt,
     matrix_to_weight,
+    register_svd,
     resolve_hparams,
-    thin_svd,
     weight_matrix,
 )
 
@@ -28,19 +28,19 @@ class SVDLayer(AdaptedLayer):
 
     def __init__(self, base: nn.Module, layer_name: str = "") -> None:
         super().__init__(base, layer_name)
-        u, sigma, vh = thin_svd(weight_matrix(self))
-        self.register_buffer("U", u)
-        self.register_buffer("sigma", sigma)
-        self.register_buffer("Vh", vh)
-        self.alpha = nn.Parameter(torch.ones_like(sigma))
-        self.beta = nn.Parameter(torch.zeros_like(sigma))
+        register_svd(self, weight_matrix(self))
+        self.alpha = nn.Parameter(torch.ones_like(self.sigma))
+        self.beta = nn.Parameter(torch.zeros_like(self.sigma))
 
     def adapted_singular_values(self) -> Tensor:
         """alpha * sigma + beta, before the ReLU."""
         return self.alpha * self.sigma + self.beta
 
     def adapted_weight(self) -> Tensor:
-        matrix = (self.U * F.relu(self.adapted_singular_values())) @ self.Vh
+        """The diagonal scales U's columns (or V^T's rows, whichever is smaller): one out x r_max x in product."""
+        values = F.relu(self.adapted_singular_values())
+        out_dim, in_dim = self.matrix_shape
+        matrix = self.U @ (values[:, None] * self.Vh) if in_dim <= out_dim else (self.U * values) @ self.Vh
         return matrix_to_weight(matrix, self.weight.shape)
 
     def regularization(self) -> Tensor:
@@ -61,6 +61,7 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
 
 METHOD = Method(
     name="svd",
+    label="S-SAM",
     description="S-SAM: trainable scale and shift of every singular value of each targeted weight.",
     hparams=HPARAMS,
     apply=apply,

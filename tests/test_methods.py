@@ -23,7 +23,10 @@ from methods import (
     merge_model,
     regularization,
 )
+from methods.base import thin_svd
+from methods.dora import DoRALayer
 from methods.lora import LoRALayer
+from methods.pissa import PiSSALayer
 from methods.salt import SALTLayer
 from methods.svd import SVDLayer
 
@@ -54,10 +57,14 @@ def flat(base: nn.Module) -> torch.Tensor:
 def randomise(layer: AdaptedLayer) -> None:
     """Move every adapter tensor away from its init, with enough spread that ReLU clips entries."""
     for name, p in layer.trainable_state().items():
-        if name == "alpha":
+        if name == "magnitude":
+            p.mul_(torch.rand_like(p) + 0.5)
+        elif name == "alpha":
             p.uniform_(-0.5, 2.0)
         elif name == "beta":
             p.copy_(torch.randn_like(p) * layer.sigma[: p.numel()].mean())
+        elif name in ("lora_A", "lora_B"):
+            p.normal_(0.0, 0.3)  # B A about as large as W: a real change that keeps activations tame
         else:
             p.normal_(0.0, 0.7)
 
@@ -117,13 +124,12 @@ def toy_input() -> torch.Tensor:
 # --- SALT against eq. 2-5 -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["linear", "conv"])
-@pytest.mark.parametrize("sv_rank", [3, 0.5, 0, 1.0])
-def test_salt_weight_matches_eq_2_to_4(kind: str, sv_rank: int | float) -> None:
-    base = make_base(kind)
-    layer = SALTLayer(base, rank=2, sv_rank=sv_rank)
-    randomise(layer)
+def direct_salt_weight(layer: SALTLayer, base: nn.Module) -> torch.Tensor:
+    """Eq. 2-4 literally, in float64: full SVD, full r_max x r_max Sigma', element-wise ReLU.
+    Singular pairs take the layer's sign convention (largest |entry| of each U column positive)."""
     u, s, vh = torch.linalg.svd(flat(base), full_matrices=False)
+    flip = torch.where(u[u.abs().argmax(dim=0), torch.arange(u.shape[1])] < 0, -1.0, 1.0).double()
+    u, vh = u * flip, vh * flip[:, None]
     r_max, r = s.numel(), layer.r
     sigma_new = torch.zeros(r_max, r_max, dtype=torch.float64)
     if r:
@@ -131,10 +137,65 @@ def test_salt_weight_matches_eq_2_to_4(kind: str, sv_rank: int | float) -> None:
     if r < r_max:
         sigma_new[r:, r:] = torch.diag(s[r:]) + layer.X.double() @ layer.Y.double()
     assert (sigma_new[sigma_new != 0] < 0).any(), "the test must exercise the ReLU"
-    expected = (u @ F.relu(sigma_new) @ vh).reshape(base.weight.shape).float()
+    return (u @ F.relu(sigma_new) @ vh).reshape(base.weight.shape)
+
+
+# (sv_rank, d_lora): the last pair has d_lora above r' (linear r' = 6, conv r' = 2), as Fig. 4a's
+# "SALT rank 700 + LoRA rank 256" has on a 768-wide layer.
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize(("sv_rank", "rank"), [(3, 2), (0.5, 2), (0, 2), (1.0, 2), (0.75, 9)])
+def test_salt_weight_matches_eq_2_to_4(kind: str, sv_rank: int | float, rank: int) -> None:
+    base = make_base(kind)
+    layer = SALTLayer(base, rank=rank, sv_rank=sv_rank)
+    randomise(layer)
+    if layer.X is not None:
+        assert layer.X.shape == (layer.sigma.numel() - layer.r, rank) and layer.Y.shape == (rank, layer.sigma.numel() - layer.r)
+    expected = direct_salt_weight(layer, base).float()
     torch.testing.assert_close(layer.adapted_weight(), expected, atol=ATOL, rtol=RTOL)
     x = make_input(kind)
     torch.testing.assert_close(layer(x), reference_forward(base, expected, x), atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_salt_gradients_match_direct_eq_4(kind: str) -> None:
+    """The folded rebuild (diagonal top block, dense r' x r' block only) differentiates like the literal one."""
+    base = make_base(kind).double()
+    layer = SALTLayer(base, rank=3, sv_rank=4)
+    randomise(layer)
+    x = make_input(kind).double()
+    torch.manual_seed(5)
+    upstream = torch.randn_like(layer(x))
+    (layer(x) * upstream).sum().backward()
+    fast = {name: p.grad.clone() for name, p in layer.trainable_state().items()}
+    for p in layer.parameters():
+        p.grad = None
+    (reference_forward(base, direct_salt_weight(layer, base), x) * upstream).sum().backward()
+    for name, p in layer.trainable_state().items():
+        torch.testing.assert_close(fast[name], p.grad, atol=1e-10, rtol=1e-10, msg=name)
+
+
+def test_svd_signs_are_canonical() -> None:
+    """Each singular pair is flipped so U's largest-magnitude entry per column is positive: an
+    adapter whose X Y mixes singular directions then means the same weight on any LAPACK."""
+    torch.manual_seed(4)
+    matrix = torch.randn(30, 12)
+    for candidate in (matrix, -matrix):
+        u, sigma, vh = thin_svd(candidate)
+        peaks = u.gather(0, u.abs().argmax(dim=0, keepdim=True))
+        assert (peaks > 0).all()
+        torch.testing.assert_close((u * sigma) @ vh, candidate, atol=1e-5, rtol=0)
+    (u, _, vh), (u_neg, _, vh_neg) = thin_svd(matrix), thin_svd(-matrix)
+    torch.testing.assert_close(u_neg, u, atol=1e-6, rtol=0)
+    torch.testing.assert_close(vh_neg, -vh, atol=1e-6, rtol=0)
+
+
+def test_svd_buffers_move_with_the_model_but_stay_out_of_state_dict() -> None:
+    model, frozen = toy(), toy()
+    apply_method(model, {"name": "salt", "rank": 2, "targets": ALL_TARGETS}, COMPONENTS)
+    assert set(model.state_dict()) == set(frozen.state_dict()) | set(adapter_state_dict(model))
+    model.double()
+    layer = model.blocks[0].attn.qkv
+    assert layer.U.dtype == layer.Vh.dtype == layer.sigma.dtype == torch.float64
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
@@ -159,8 +220,6 @@ def test_salt_rank_split_and_edge_cases() -> None:
     assert no_scale.X.shape == (24, 4) and no_scale.Y.shape == (4, 24)
     with pytest.raises(ValueError, match=r"blk\.fc.*r_max = 24"):
         SALTLayer(base, sv_rank=25, layer_name="blk.fc")
-    with pytest.raises(ValueError, match=r"blk\.fc.*exceeds r' .*r_max = 24"):
-        SALTLayer(base, rank=13, sv_rank=12, layer_name="blk.fc")
     with pytest.raises(ValueError, match="fractional sv_rank"):
         SALTLayer(base, sv_rank=1.5)
     with pytest.raises(ValueError, match="init"):
@@ -238,12 +297,57 @@ def test_lora_dropout_acts_on_branch_only() -> None:
     torch.testing.assert_close(layer(x), reference_forward(base, layer.adapted_weight(), x), atol=ATOL, rtol=RTOL)
 
 
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_dora_matches_formula(kind: str) -> None:
+    base = make_base(kind)
+    layer = DoRALayer(base, rank=2, lora_alpha=4)
+    torch.testing.assert_close(layer.adapted_weight(), base.weight.detach(), atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(layer.magnitude.detach(), flat(base).norm(dim=1).float(), atol=ATOL, rtol=RTOL)
+    randomise(layer)
+    direction = flat(base) + 2.0 * layer.lora_B.double() @ layer.lora_A.double()
+    expected = (layer.magnitude.double()[:, None] * direction / direction.norm(dim=1, keepdim=True)).reshape(base.weight.shape)
+    torch.testing.assert_close(layer.adapted_weight(), expected.float(), atol=ATOL, rtol=RTOL)
+    x = make_input(kind)
+    torch.testing.assert_close(layer(x), reference_forward(base, expected.float(), x), atol=ATOL, rtol=RTOL)
+
+
+def test_dora_norm_is_detached_as_in_the_paper() -> None:
+    """DoRA 4.3: d/dm is direction/||direction||, and the norm passes no gradient to A, B."""
+    base = make_base("linear").double()
+    layer = DoRALayer(base, rank=2)
+    randomise(layer)
+    layer.adapted_weight().sum().backward()
+    direction = (base.weight + layer.lora_B @ layer.lora_A).detach()
+    torch.testing.assert_close(layer.magnitude.grad, (direction / direction.norm(dim=1, keepdim=True)).sum(dim=1))
+    scale = (layer.magnitude / direction.norm(dim=1)).detach()
+    torch.testing.assert_close(layer.lora_B.grad, (scale[:, None] * torch.ones_like(direction)) @ layer.lora_A.detach().T)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_pissa_starts_on_principal_part_and_matches_formula(kind: str) -> None:
+    base = make_base(kind)
+    layer = PiSSALayer(base, rank=3, lora_alpha=6)
+    x = make_input(kind)
+    assert torch.equal(layer.adapted_weight(), base.weight), "PiSSA must start exactly at the frozen weight"
+    torch.testing.assert_close(layer(x), base(x), atol=1e-6, rtol=0)
+    u, s, vh = torch.linalg.svd(flat(base), full_matrices=False)
+    principal = (u[:, :3] * s[:3]) @ vh[:3]
+    torch.testing.assert_close(2.0 * layer.lora_B.double() @ layer.lora_A.double(), principal, atol=ATOL, rtol=RTOL)
+    residual = flat(base) - principal
+    randomise(layer)
+    expected = (residual + 2.0 * layer.lora_B.double() @ layer.lora_A.double()).reshape(base.weight.shape).float()
+    torch.testing.assert_close(layer.adapted_weight(), expected, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(layer(x), reference_forward(base, expected, x), atol=ATOL, rtol=RTOL)
+
+
 # --- merge -----------------------------------------------------------------------------------------
 
 BUILDERS = {
     "svd": lambda base: SVDLayer(base),
     "lora": lambda base: LoRALayer(base, rank=3, lora_alpha=6),
     "salt": lambda base: SALTLayer(base, rank=2, sv_rank=3),
+    "dora": lambda base: DoRALayer(base, rank=3, lora_alpha=6),
+    "pissa": lambda base: PiSSALayer(base, rank=3, lora_alpha=6),
 }
 
 
@@ -261,9 +365,10 @@ def test_merge_gives_plain_layer_with_same_output(kind: str, method: str) -> Non
     assert not torch.allclose(merged.weight, base.weight), "randomised adapters must change the weight"
 
 
-def test_merge_model_folds_every_adapted_layer() -> None:
+@pytest.mark.parametrize("name", ["salt", "svd", "lora", "dora", "pissa"])
+def test_merge_model_folds_every_adapted_layer(name: str) -> None:
     model, x = toy(), toy_input()
-    apply_method(model, {"name": "salt", "rank": 2, "targets": ALL_TARGETS}, COMPONENTS)
+    apply_method(model, {"name": name, "targets": ALL_TARGETS}, COMPONENTS)
     for module in model.modules():
         if isinstance(module, AdaptedLayer):
             randomise(module)
@@ -271,6 +376,8 @@ def test_merge_model_folds_every_adapted_layer() -> None:
     assert merge_model(model) is model
     assert not any(isinstance(m, AdaptedLayer) for m in model.modules())
     torch.testing.assert_close(model(x), expected, atol=ATOL, rtol=RTOL)
+    assert count_parameters(model)[1] == count_parameters(toy())[1]
+    assert [type(m) for m in model.modules()] == [type(m) for m in toy().modules()]
 
 
 # --- apply_method on a model -------------------------------------------------------------------------
@@ -282,6 +389,8 @@ def test_merge_model_folds_every_adapted_layer() -> None:
         ({"name": "salt", "rank": 2, "targets": ALL_TARGETS}, {"alpha", "beta", "X", "Y"}),
         ({"name": "lora", "rank": 2, "targets": ALL_TARGETS}, {"lora_A", "lora_B"}),
         ({"name": "svd", "targets": ALL_TARGETS}, {"alpha", "beta"}),
+        ({"name": "dora", "rank": 2, "targets": ALL_TARGETS}, {"lora_A", "lora_B", "magnitude"}),
+        ({"name": "pissa", "rank": 2, "targets": ALL_TARGETS}, {"lora_A", "lora_B"}),
     ],
 )
 def test_gradients_reach_exactly_the_adapters(spec: dict, adapter_names: set[str]) -> None:
@@ -331,6 +440,49 @@ def test_parameter_counts_match_closed_forms() -> None:
     check({"name": "salt", "rank": 3, "sv_rank": 0.25, "targets": ALL_TARGETS}, salt)
     check({"name": "lora", "rank": 3, "targets": ALL_TARGETS}, lambda o, i: 3 * (o + i))
     check({"name": "svd", "targets": ALL_TARGETS}, lambda o, i: 2 * min(o, i))
+    check({"name": "dora", "rank": 3, "targets": ALL_TARGETS}, lambda o, i: 3 * (o + i) + o)
+    check({"name": "pissa", "rank": 3, "targets": ALL_TARGETS}, lambda o, i: 3 * (o + i))
+
+
+def salt_layer_count(out_dim: int, in_dim: int, r: int, d_lora: int) -> int:
+    """2 r + 2 r' d_lora, with r' = min(out, in) - r."""
+    return 2 * r + 2 * (min(out_dim, in_dim) - r) * d_lora
+
+
+def test_count_by_component_matches_closed_forms_for_a_fig_4a_point() -> None:
+    """A Fig. 4a point: SALT ranks per component (MHA, MLP, neck) x one LoRA rank, here with
+    d_lora above r' on the MLP (r' = 24 - 20 = 4 < 6) as "SALT rank 700 + LoRA rank 256" has."""
+    model = toy()
+    spec = {"name": "salt", "rank": 6, "targets": ALL_TARGETS,
+            "sv_ranks": {"attn.qkv": 12, "attn.proj": 12, "mlp": 20, "neck": 5}, "ranks": {"neck": 2}}
+    apply_method(model, spec, COMPONENTS)
+    model.blocks[0].norm.weight.requires_grad_(True)
+    expected = {
+        "attn.qkv": 2 * salt_layer_count(72, 24, 12, 6),
+        "attn.proj": 2 * salt_layer_count(24, 24, 12, 6),
+        "mlp": 2 * (salt_layer_count(48, 24, 20, 6) + salt_layer_count(24, 48, 20, 6)),
+        "neck": salt_layer_count(8, 24 * 9, 5, 2),
+        methods.OTHER: 24,
+    }
+    assert methods.count_by_component(model, COMPONENTS) == expected
+    assert sum(expected.values()) == count_parameters(model)[0]
+
+
+def test_count_by_component_for_lora_svd_and_full() -> None:
+    lora = toy()
+    apply_method(lora, {"name": "lora", "rank": 2, "ranks": {"mlp": 5}}, COMPONENTS)
+    assert methods.count_by_component(lora, COMPONENTS) == {
+        "attn.qkv": 2 * 2 * (72 + 24), "attn.proj": 2 * 2 * (24 + 24), "mlp": 2 * 5 * ((48 + 24) + (24 + 48)),
+        "neck": 0, methods.OTHER: 0,
+    }
+    svd = toy()
+    apply_method(svd, {"name": "svd", "targets": ["neck"]}, COMPONENTS)
+    assert methods.count_by_component(svd, COMPONENTS)["neck"] == 2 * 8
+    full = toy()
+    apply_method(full, {"name": "full"}, COMPONENTS)
+    counts = methods.count_by_component(full, COMPONENTS)
+    assert counts["attn.qkv"] == 2 * (72 * 24 + 72) and counts["neck"] == 8 * 24 * 9 + 8
+    assert counts[methods.OTHER] == 2 * 2 * 24  # the two LayerNorms
 
 
 def test_per_component_overrides() -> None:
@@ -376,14 +528,14 @@ def test_full_makes_everything_trainable() -> None:
 
 
 def test_unknown_method_lists_known_names() -> None:
-    assert {"frozen", "full", "svd", "lora", "salt"} <= set(REGISTRY)
+    assert {"frozen", "full", "svd", "lora", "salt", "dora", "pissa"} <= set(REGISTRY)
     with pytest.raises(UnknownMethodError) as info:
-        get_method("dora")
+        get_method("adalora")
     assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
     for name in REGISTRY:
         assert name in str(info.value)
     with pytest.raises(UnknownMethodError, match="salt"):
-        apply_method(toy(), {"name": "dora"}, COMPONENTS)
+        apply_method(toy(), {"name": "adalora"}, COMPONENTS)
 
 
 @pytest.mark.parametrize(
@@ -398,7 +550,8 @@ def test_unknown_method_lists_known_names() -> None:
         ({"name": "frozen", "rank": 4}, COMPONENTS, r"unknown spec key\(s\) \['rank'\]"),
         ({"name": "lora", "ranks": {"neck": 2}}, COMPONENTS, r"ranks: component\(s\) \['neck'\] are not among targets"),
         ({"name": "salt", "sv_rank": 30}, COMPONENTS, r"blocks\.0\.attn\.qkv: sv_rank 30 .*r_max = 24"),
-        ({"name": "salt", "rank": 16, "targets": ["neck"]}, COMPONENTS, r"neck\.0: .*exceeds r'.*r_max = 8"),
+        ({"name": "pissa", "rank": 9, "targets": ["neck"]}, COMPONENTS, r"neck\.0: PiSSA rank 9 exceeds r_max .* = 8"),
+        ({"name": "dora", "dropout": 0.1}, COMPONENTS, r"'dropout'.*valid keys: name, lora_alpha, rank, ranks, targets"),
         ({"rank": 4}, COMPONENTS, "'name' key"),
     ],
 )
@@ -431,3 +584,40 @@ def test_entry_point_methods_are_registered(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delitem(REGISTRY, "toy-plugin")
     with pytest.raises(ValueError, match=re.escape("already registered as 'salt'")):
         methods.register(Method(name="salt", description="", hparams={}, apply=plugin.apply))
+
+
+PLUGIN_SOURCE = """
+from torch import nn
+from methods import Method
+
+
+def apply(model: nn.Module, components: dict, spec: dict) -> list:
+    return []
+
+
+METHOD = Method(name="{name}", description="test plugin", hparams={{}}, apply=apply)
+"""
+
+
+def test_plugins_from_environment_file_and_module(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "plugin_by_file.py").write_text(PLUGIN_SOURCE.format(name="by-file"))
+    (tmp_path / "plugin_by_module.py").write_text(PLUGIN_SOURCE.format(name="by-module"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("by-file", "by-module"):
+        monkeypatch.delitem(REGISTRY, name, raising=False)
+    monkeypatch.setenv(methods.PLUGINS_ENV, f"{tmp_path / 'plugin_by_file.py'}, plugin_by_module")
+    assert methods.load_plugins() == ["by-file", "by-module"]
+    assert methods.load_plugins() == ["by-file", "by-module"], "loading twice must not clash with itself"
+    assert get_method("by-file").description == "test plugin"
+    for name in ("by-file", "by-module"):
+        monkeypatch.delitem(REGISTRY, name)
+
+
+def test_bad_plugins_fail_clearly(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"SALTBENCH_PLUGINS: plugin file not found: .*missing\.py"):
+        methods.load_plugins(str(tmp_path / "missing.py"))
+    with pytest.raises(ImportError, match=r"SALTBENCH_PLUGINS: cannot import plugin module 'no_such_plugin_module'"):
+        methods.load_plugins("no_such_plugin_module")
+    (tmp_path / "not_a_method.py").write_text("VALUE = 1\n")
+    with pytest.raises(TypeError, match=r"not_a_method\.py' must define METHOD"):
+        methods.load_plugins(str(tmp_path / "not_a_method.py"))

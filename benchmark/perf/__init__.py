@@ -1,0 +1,1 @@
+"""Speed measurements run by hand (not tests): `python -m benchmark.perf.<script> --help`."""
