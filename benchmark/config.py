@@ -6,6 +6,8 @@ baseline. The Snakefile and the CLI both expand cells here, so they can never di
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,3 +147,16 @@ def expand_cells(config: dict) -> dict[str, Cell]:
                     cell_id = f"{backbone}-{entry_id(entry)}-{dataset}-s{seed}"
                     cells[cell_id] = Cell(cell_id, seed, dataset, _group(entry), entry, backbone)
     return cells
+
+
+def fingerprint(cell: Cell, config: dict) -> str:
+    """Hash of everything that determines a cell's result; a changed config invalidates old files."""
+    relevant = {
+        "entry": cell.entry,
+        "seed": cell.seed,
+        "dataset": config["datasets"][cell.dataset],
+        "backbone": config["backbones"].get(cell.backbone) if cell.backbone else None,
+        "train": config["train"],
+        "input_size": config["input_size"],
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -46,10 +46,7 @@ def build_cell_model(cell: Cell, config: dict) -> CellModel:
         raise ValueError(f"backbone {backbone.name} takes {backbone.input_size} px input; set input_size: {backbone.input_size}")
     adapted = methods.apply_method(backbone.model, cell.hparams(), backbone.components)
     extra = [] if cell.group == "zero-shot" else _unfreeze(backbone.model, backbone.extra_trainable)
-    label = cell.entry.get("label", _default_label(cell.entry))
+    method = methods.get_method(cell.entry["name"])
+    label = cell.entry.get("label", method.label or method.name)
     return CellModel(backbone.model, backbone.weights, label, adapted, extra)
 
-
-def _default_label(entry: dict) -> str:
-    names = {"frozen": "Zero-shot (frozen)", "full": "Full fine-tuning", "svd": "S-SAM", "lora": "LoRA", "salt": "SALT"}
-    return names.get(entry["name"], entry["name"])

@@ -1,25 +1,27 @@
 """Run one cell end to end: validate data, build, train (resumable), save adapter, evaluate merged,
-and write per_image.csv and summary.json with provenance. A finished cell is never re-run."""
+and write per_image.csv and summary.json with provenance. A finished cell is re-run only when
+its configuration (fingerprint) changed."""
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 import methods
-from benchmark.config import Cell, expand_cells
+from benchmark.config import Cell, entry_id, expand_cells, fingerprint
 from benchmark.data.dataset import VesselDataset, split_pairs
 from benchmark.data.sources import data_label, load_pairs
+from benchmark.engine.adapters import save_adapter
 from benchmark.engine.build import build_cell_model
 from benchmark.engine.evaluate import evaluate
-from benchmark.engine.train import CHECKPOINT, train, trainable_state
-from benchmark.io import atomic_write, write_json, write_text
+from benchmark.engine.train import CHECKPOINT, train
+from benchmark.io import write_json, write_text
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
 from benchmark.provenance import device_name, git_commit, peak_memory_mb, versions
 
@@ -52,11 +54,6 @@ def _per_image_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def _save_adapter(path: Path, model: torch.nn.Module, metadata: dict) -> None:
-    tensors = {name: t.contiguous().cpu() for name, t in trainable_state(model).items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()}))
-
-
 def run_cell(config: dict, cell_id: str) -> Path:
     """Run `cell_id` of the validated grid `config`; returns its summary.json path."""
     cells = expand_cells(config)
@@ -65,14 +62,14 @@ def run_cell(config: dict, cell_id: str) -> Path:
     cell: Cell = cells[cell_id]
     out = cell_dir(config, cell_id)
     summary_path = out / "summary.json"
-    if summary_path.exists():
+    cell_fingerprint = fingerprint(cell, config)
+    if summary_path.exists() and json.loads(summary_path.read_text()).get("fingerprint") == cell_fingerprint:
         return summary_path
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     wall = time.perf_counter()
     device = resolve_device(config)
     train_cfg = config["train"]
-    if train_cfg["threads"]:
-        torch.set_num_threads(train_cfg["threads"])
+    torch.set_num_threads(train_cfg["threads"] or len(os.sched_getaffinity(0)))
     dataset_cfg = config["datasets"][cell.dataset]
     pairs = load_pairs(cell.dataset, dataset_cfg, Path(config["results_dir"]))
     size = config["input_size"]
@@ -84,15 +81,14 @@ def run_cell(config: dict, cell_id: str) -> Path:
     model = built.model.to(device)
     trainable, total = methods.count_parameters(model)
     out.mkdir(parents=True, exist_ok=True)
-    log, train_seconds = train(model, train_set, train_cfg, out, cell.seed, device)
-    method = {"id": cell.id.split("-")[1] if cell.backbone else cell.id.split("-")[0], **cell.entry,
-              "label": built.label, "group": cell.group}
-    method["id"] = cell.entry.get("id", method["id"])
-    _save_adapter(out / "adapter.safetensors", model, {"method": cell.entry, "backbone": cell.backbone, "weights": built.weights})
+    log, train_seconds = train(model, train_set, train_cfg, out, cell.seed, device, cell_fingerprint)
+    method = {"rank": None, **cell.entry, "id": entry_id(cell.entry), "label": built.label, "group": cell.group}
+    save_adapter(out / "adapter.safetensors", model, method=cell.entry, backbone=cell.backbone, weights=built.weights)
     rows = evaluate(methods.merge_model(model), test_set, device, train_cfg["batch_size"])
     write_text(out / "per_image.csv", _per_image_csv(rows))
     summary = {
         "cell": cell.id,
+        "fingerprint": cell_fingerprint,
         "backbone": cell.backbone or "none (trained from scratch)",
         "weights": built.weights,
         "method": method,

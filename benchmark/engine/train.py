@@ -57,9 +57,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _batches(dataset: VesselDataset, batch_size: int, generator: torch.Generator):
+    """Shuffled batches; a trailing batch of one image joins the previous batch, because
+    BatchNorm in training mode (e.g. DeepLabV3+'s ASPP pooling branch) cannot take a single image."""
     order = torch.randperm(len(dataset), generator=generator).tolist()
-    for start in range(0, len(order), batch_size):
-        items = [dataset[i] for i in order[start : start + batch_size]]
+    starts = list(range(0, len(order), batch_size))
+    if len(starts) > 1 and len(order) - starts[-1] == 1:
+        starts.pop()
+    for start, stop in zip(starts, starts[1:] + [len(order)]):
+        items = [dataset[i] for i in order[start:stop]]
         yield torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items])
 
 
@@ -72,8 +77,9 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 
 def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, seed: int,
-          device: torch.device) -> tuple[list[dict], float]:
-    """Train for cfg['epochs'] epochs (resuming from out_dir/checkpoint.pt if present).
+          device: torch.device, fingerprint: str) -> tuple[list[dict], float]:
+    """Train for cfg['epochs'] epochs, resuming from out_dir/checkpoint.pt if it was written for
+    the same cell `fingerprint` (a checkpoint of a since-changed config is discarded).
 
     Returns the per-epoch log and the training seconds spent, summed over resumed runs.
     """
@@ -86,8 +92,11 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
     checkpoint = Path(out_dir) / CHECKPOINT
     rows: list[dict] = []
     elapsed, start_epoch = 0.0, 0
-    if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+    state = torch.load(checkpoint, map_location=device, weights_only=False) if checkpoint.exists() else None
+    if state is not None and state.get("fingerprint") != fingerprint:
+        print(f"{checkpoint} belongs to another configuration of this cell; starting afresh", flush=True)
+        state = None
+    if state is not None:
         load_trainable_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -114,7 +123,8 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
         mean = (totals / max(steps, 1)).tolist()
         rows.append(dict(zip(LOG_FIELDS, (epoch + 1, lr, *mean, round(seconds, 2)))))
         state = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "log": rows, "elapsed": elapsed, "epoch": epoch + 1}
+                 "scheduler": scheduler.state_dict(), "log": rows, "elapsed": elapsed, "epoch": epoch + 1,
+                 "fingerprint": fingerprint}
         atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
         _write_log(Path(out_dir) / "train_log.csv", rows)
         print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {mean[0]:.4f} ({seconds:.1f} s)", flush=True)

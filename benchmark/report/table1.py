@@ -24,7 +24,6 @@ REQUIRED_KEYS = (
     "seed",
     "method.id",
     "method.label",
-    "method.rank",
     "method.group",
     "dataset.name",
     "dataset.label",
@@ -151,7 +150,7 @@ def build_table1(summaries: list[dict]) -> pd.DataFrame:
             raise ValueError(f"method {method['id']!r} on {backbone!r} has several groups: {sorted(groups)}")
         record = {
             "Model": method["label"],
-            "Rank": DASH if method["rank"] is None else str(method["rank"]),
+            "Rank": DASH if method.get("rank") is None else str(method["rank"]),
             "%Trainable": _distinct([_trainable(cell["params"]) for cell in cells]),
         }
         dice_means, hd95_means = [], []

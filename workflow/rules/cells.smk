@@ -20,6 +20,8 @@ rule cell:
         RESULTS / "logs" / "cell-{cell}.log",
     params:
         grid=str(GRID_FILE),
+        # a changed method, dataset, backbone or training setting re-runs exactly the affected cells
+        fingerprint=lambda wc: fingerprint(CELLS[wc.cell], GRID),
     resources:
         gpu=1,
     shell:

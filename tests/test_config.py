@@ -1,0 +1,43 @@
+"""Bad configs fail with one clear message before any job runs; good ones expand into cells."""
+from __future__ import annotations
+
+import pytest
+
+from benchmark.config import ConfigError, expand_cells, validate
+from tests.conftest import tiny_grid
+
+
+def test_defaults_are_filled_and_cells_expand(tmp_path):
+    grid = tiny_grid(tmp_path, backbones={"lite": {"name": "litemedsam"}},
+                     methods=[{"name": "frozen"}, {"name": "lora", "rank": 4}, {"id": "salt_a", "name": "salt"}],
+                     seeds=[0, 1])
+    config = validate(grid)
+    assert config["train"]["weight_decay"] == 0.01 and config["train"]["reg_weight"] == 0.01
+    assert config["backbones"]["lite"]["prompt"] == "Vein" and config["backbones"]["lite"]["tal_norm"] == "batch"
+    cells = expand_cells(config)
+    assert list(cells)[:4] == ["unet_tiny-bright-s0", "lite-frozen-bright-s0", "lite-lora_r4-bright-s0", "lite-salt_a-bright-s0"]
+    assert len(cells) == 2 * 4
+    assert cells["lite-frozen-bright-s1"].group == "zero-shot"
+    assert cells["lite-lora_r4-bright-s0"].hparams() == {"name": "lora", "rank": 4}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda g: g["train"].update(epochs=-1), "train.epochs"),
+        (lambda g: g["train"].update(learning_rate=1), "learning_rate"),
+        (lambda g: g.update(methods=[{"name": "lorax"}], backbones={"b": {"name": "litemedsam"}}), "known methods"),
+        (lambda g: g.update(methods=[{"name": "lora", "rnak": 4}], backbones={"b": {"name": "litemedsam"}}), "rnak"),
+        (lambda g: g.update(baselines=[{"name": "unet2"}]), "known baselines"),
+        (lambda g: g.update(backbones={"b": {"name": "sam_vit_q"}}), "unknown backbone"),
+        (lambda g: g.update(methods=[{"name": "lora"}]), "no backbone"),
+        (lambda g: g["datasets"].update(real={"kind": "salt", "root": "/nonexistent/drive"}), "/nonexistent/drive"),
+        (lambda g: g["datasets"]["bright"].update(modality="purple"), "purple"),
+        (lambda g: g.update(baselines=[{"name": "unet"}, {"name": "unet"}]), "used twice"),
+    ],
+)
+def test_bad_config_names_the_problem(tmp_path, change, message):
+    grid = tiny_grid(tmp_path)
+    change(grid)
+    with pytest.raises(ConfigError, match=message):
+        validate(grid)

@@ -1,0 +1,109 @@
+"""The engine end to end: a cell trains, evaluates and records provenance; a killed cell resumes
+to the same result; bad data stops it before training."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmark.config import validate
+from benchmark.data.layout import DatasetError
+from benchmark.engine.cell import cell_dir, run_cell
+from benchmark.engine.train import CHECKPOINT
+from benchmark.report.build import write_grid_table1
+from tests.conftest import tiny_grid, write_grid
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cell_writes_results_with_provenance_and_is_not_rerun(tmp_path):
+    config = validate(tiny_grid(tmp_path))
+    summary_path = run_cell(config, "unet_tiny-bright-s0")
+    out = summary_path.parent
+    assert {p.name for p in out.iterdir()} == {"adapter.safetensors", "train_log.csv", "per_image.csv", "summary.json"}
+    summary = json.loads(summary_path.read_text())
+    assert summary["metrics"]["n_images"] == 2 and 0.0 <= summary["metrics"]["dice_mean"] <= 1.0
+    assert summary["params"]["trainable"] == summary["params"]["total"] > 0
+    assert summary["dataset"]["data"].startswith("SYNTHETIC")
+    assert "HD95" in summary["conventions"]["hd95"] and summary["method"]["group"] == "baseline"
+    provenance = summary["provenance"]
+    for key in ("config", "versions", "git_commit", "device", "train_seconds", "peak_memory", "started"):
+        assert key in provenance
+    assert provenance["versions"]["torch"] and provenance["device"].startswith("cpu")
+    assert [row["epoch"] for row in _read_csv(out / "train_log.csv")] == ["1", "2"]
+    assert len(_read_csv(out / "per_image.csv")) == 2
+    before = summary_path.stat().st_mtime_ns
+    run_cell(config, "unet_tiny-bright-s0")
+    assert summary_path.stat().st_mtime_ns == before
+    table = write_grid_table1(config)
+    assert "U-Net" in table.read_text()
+
+
+def _run_cli(grid: Path, cell: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "benchmark.cli", "cell", "--config", str(grid), "--cell", cell],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_killed_cell_resumes_to_the_same_metrics(tmp_path):
+    cell = "unet_tiny-bright-s0"
+    grid = tiny_grid(tmp_path / "a")
+    grid["train"]["epochs"] = 6
+    grid["datasets"]["bright"]["n_train"] = 8
+    killed = write_grid(tmp_path / "a", grid)
+    out = cell_dir(grid, cell)
+    job = _run_cli(killed, cell)
+    deadline = time.monotonic() + 240
+    while not (out / "train_log.csv").exists() or len(_read_csv(out / "train_log.csv")) < 2:
+        assert job.poll() is None, job.stdout.read().decode()
+        assert time.monotonic() < deadline, "no epoch finished in time"
+        time.sleep(0.02)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert not (out / "summary.json").exists(), "the cell finished before it could be killed"
+    assert (out / CHECKPOINT).exists()
+    resumed_at = len(_read_csv(out / "train_log.csv"))
+    assert 2 <= resumed_at < 6
+    assert _run_cli(killed, cell).wait() == 0
+
+    straight_grid = {**grid, "results_dir": str(tmp_path / "b" / "results"), "figures_dir": str(tmp_path / "b" / "figures")}
+    straight = write_grid(tmp_path, straight_grid)
+    assert _run_cli(straight, cell).wait() == 0
+    straight_out = cell_dir(straight_grid, cell)
+    assert _read_csv(out / "per_image.csv") == _read_csv(straight_out / "per_image.csv")
+    losses = [row["loss"] for row in _read_csv(out / "train_log.csv")]
+    assert losses == [row["loss"] for row in _read_csv(straight_out / "train_log.csv")]
+    assert not (out / CHECKPOINT).exists()
+
+
+def test_bad_mask_stops_the_cell_before_training(tmp_path):
+    root = tmp_path / "salt"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = ["imgs,split"]
+    for i, split in enumerate(["train", "train", "test"]):
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "images" / f"im{i}.png")
+        mask = np.zeros((32, 32), np.uint8)
+        mask[4:9, 4:9] = 255 if i != 1 else 128
+        mask[20:22, 20:22] = 255
+        Image.fromarray(mask).save(root / "masks" / f"im{i}.png")
+        rows.append(f"im{i}.png,{split}")
+    (root / "data_split.csv").write_text("\n".join(rows) + "\n")
+    config = validate(tiny_grid(tmp_path, datasets={"real": {"kind": "salt", "root": str(root)}}))
+    with pytest.raises(DatasetError, match="im1.png"):
+        run_cell(config, "unet_tiny-real-s0")
+    assert not cell_dir(config, "unet_tiny-real-s0").exists()
