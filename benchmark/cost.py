@@ -13,7 +13,10 @@ Both count convolutions (transposed too) and matrix products, so on a model both
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from pathlib import Path
 
 import torch
 from fvcore.nn import FlopCountAnalysis
@@ -28,6 +31,9 @@ from fvcore.nn.jit_handles import (
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from benchmark.io import write_json
+
+GFLOPS_CONVENTION = "GFLOPs = 2 x MACs / 1e9 for one image, eval mode, merged model (as the paper counts)"
 FVCORE = "fvcore"
 FLOP_COUNTER_MODE = "torch FlopCounterMode"
 # fvcore's handles for multiply-accumulate ops; its other defaults (norms, interpolation, pooling)
@@ -89,3 +95,14 @@ def gflops_per_image(model: nn.Module, input_size: int) -> dict[str, float | str
             return {"gflops": counter.get_total_flops() / 1e9, "counter": FLOP_COUNTER_MODE}
     finally:
         model.train(was_training)
+
+
+def cached_gflops(model: nn.Module, input_size: int, architecture: str, cache_dir: Path) -> dict[str, float | str]:
+    """gflops_per_image, counted once per architecture: every merged PEFT model of a backbone has
+    the frozen backbone's layers, so its inference cost does not depend on the method."""
+    path = Path(cache_dir) / f"gflops-{hashlib.sha256(f'{architecture}@{input_size}'.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    cost = {**gflops_per_image(model, input_size), "architecture": architecture, "input_size": input_size}
+    write_json(path, cost)
+    return cost

@@ -34,7 +34,10 @@ def test_cell_writes_results_with_provenance_and_is_not_rerun(tmp_path):
     config = validate(tiny_grid(tmp_path))
     summary_path = run_cell(config, "unet_tiny-bright-s0")
     out = summary_path.parent
-    assert {p.name for p in out.iterdir()} == {"adapter.safetensors", "train_log.csv", "per_image.csv", "summary.json"}
+    assert {p.name for p in out.iterdir()} == {"adapter.safetensors", "train_log.csv", "per_image.csv", "summary.json",
+                                               "cost.json"}
+    cost = json.loads((out / "cost.json").read_text())
+    assert cost["gflops_inference"] > 0 and cost["counter"] == "fvcore" and "2 x MACs" in cost["convention"]
     summary = json.loads(summary_path.read_text())
     assert summary["metrics"]["n_images"] == 2 and 0.0 <= summary["metrics"]["dice_mean"] <= 1.0
     assert summary["params"]["trainable"] == summary["params"]["total"] > 0

@@ -15,6 +15,7 @@ import torch
 
 import methods
 from benchmark.config import Cell, entry_id, expand_cells, fingerprint
+from benchmark.cost import GFLOPS_CONVENTION, cached_gflops
 from benchmark.data.dataset import VesselDataset, split_pairs
 from benchmark.data.sources import data_label, load_pairs
 from benchmark.engine.adapters import save_adapter
@@ -54,6 +55,14 @@ def _per_image_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
+def _architecture(cell: Cell, config: dict) -> dict:
+    """What fixes the merged model's layers (not its weights): the key its GFLOPs are cached by."""
+    if cell.backbone is None:
+        return {"baseline": cell.hparams()}
+    backbone = config["backbones"][cell.backbone]
+    return {"backbone": {k: v for k, v in backbone.items() if k not in ("weights", "checkpoint", "text_checkpoint")}}
+
+
 def run_cell(config: dict, cell_id: str) -> Path:
     """Run `cell_id` of the validated grid `config`; returns its summary.json path."""
     cells = expand_cells(config)
@@ -84,7 +93,12 @@ def run_cell(config: dict, cell_id: str) -> Path:
     log, train_seconds = train(model, train_set, train_cfg, out, cell.seed, device, cell_fingerprint)
     method = {"rank": None, **cell.entry, "id": entry_id(cell.entry), "label": built.label, "group": cell.group}
     save_adapter(out / "adapter.safetensors", model, method=cell.entry, backbone=cell.backbone, weights=built.weights)
-    rows = evaluate(methods.merge_model(model), test_set, device, train_cfg["batch_size"])
+    merged = methods.merge_model(model)
+    architecture = json.dumps(_architecture(cell, config), sort_keys=True)
+    cost = cached_gflops(merged, size, architecture, Path(config["results_dir"]) / "cache")
+    write_json(out / "cost.json", {"trainable": trainable, "total": total, "gflops_inference": cost["gflops"],
+                                   "counter": cost["counter"], "convention": GFLOPS_CONVENTION})
+    rows = evaluate(merged, test_set, device, train_cfg["batch_size"])
     write_text(out / "per_image.csv", _per_image_csv(rows))
     summary = {
         "cell": cell.id,
