@@ -66,6 +66,25 @@ def cmd_methods(args: argparse.Namespace) -> None:
         print(f"{name:10s} {method.description}\n{'':10s} hyper-parameters: {hparams}")
 
 
+def cmd_splits(args: argparse.Namespace) -> None:
+    from benchmark.data.sources import write_split
+
+    print(write_split(args.kind, Path(args.root), seed=args.seed, split=args.split, subset=args.subset,
+                      out=Path(args.out) if args.out else None, force=args.force))
+
+
+def cmd_params(args: argparse.Namespace) -> None:
+    from benchmark.accounting import count_grid, count_paper, to_markdown, write_accounting
+
+    if args.config:
+        config = _config(args.config)
+        counts, out = count_grid(config), Path(args.out or config["figures_dir"])
+    else:
+        counts, out = count_paper(), Path(args.out or "figures")
+    print(to_markdown(counts))
+    print(write_accounting(counts, out))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="saltbench", description="PEFT benchmark of SAM-family models on vessel images (SALT paper).")
     sub = top.add_subparsers(dest="command", required=True)
@@ -86,6 +105,24 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument("--dataset", required=True, help="dataset key in the config")
         if name == "cell":
             command.add_argument("--cell", required=True, help="cell id (see `saltbench cells`)")
+    splits_text = "draw a dataset's split from your copy and write its split file with SHA-256 checksums"
+    splits = sub.add_parser("splits", help=splits_text, description=splits_text)
+    splits.set_defaults(func=cmd_splits)
+    splits.add_argument("--kind", required=True, choices=("drive", "rose", "arcade", "xray_angio", "dias", "chase_db1"),
+                        help="dataset kind")
+    splits.add_argument("--root", required=True, help="the dataset folder as it unpacks")
+    splits.add_argument("--seed", type=int, default=0, help="seed of the draw (default: %(default)s)")
+    splits.add_argument("--split", default="paper", choices=("paper", "official"), help="(default: %(default)s)")
+    splits.add_argument("--subset", default="SVC", choices=("SVC", "DVC", "SVC_DVC", "ROSE-2"),
+                        help="ROSE image set (default: %(default)s)")
+    splits.add_argument("--out", help="split file to write (default: benchmark/data/splits/<dataset>_<split>.csv)")
+    splits.add_argument("--force", action="store_true", help="replace an existing split file with other content")
+    params_text = "count trainable parameters (no weights needed) and compare them with the paper's"
+    params = sub.add_parser("params", help=params_text, description=params_text)
+    params.set_defaults(func=cmd_params)
+    params.add_argument("--config", help="grid config YAML: count its backbone x method cells "
+                        "(default: the paper's rows as reconstructed in benchmark/report/paper_accounting.yaml)")
+    params.add_argument("--out", help="folder for params.csv and params.md (default: the grid's figures_dir, or figures/)")
     return top
 
 

@@ -93,7 +93,12 @@ def _check_entries(config: dict) -> None:
 
 
 def _check_datasets(config: dict, base: Path) -> None:
+    from benchmark.data.sources import config_problem
+
     for name, ds in config["datasets"].items():
+        problem = config_problem(ds)
+        if problem:
+            raise ConfigError(f"datasets.{name}: {problem}")
         if ds["kind"] == "synthetic":
             missing = [k for k in ("modality", "n_train", "n_test") if k not in ds]
             if missing:

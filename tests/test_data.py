@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -404,3 +405,81 @@ def test_split_pairs_and_empty_dataset(synthetic_pairs: list[Pair]) -> None:
         split_pairs(synthetic_pairs, "validation")
     with pytest.raises(DatasetError, match="at least one"):
         VesselDataset([], size=32)
+
+
+# --- foreground-keeping crop, on-disk cache, native resolution ------------------------------------
+
+
+def test_foreground_crop_keeps_foreground_and_stays_binary() -> None:
+    mask = torch.zeros(1, 64, 64)
+    mask[:, 50:53, 4:7] = 1  # one small vessel piece near a corner
+    image = mask.repeat(3, 1, 1)
+    cropped = 0
+    for seed in range(40):
+        aug_image, aug_mask = augment(image, mask, _rng(seed), crop=True)
+        assert aug_mask.shape == (1, 64, 64) and set(aug_mask.unique().tolist()) <= {0.0, 1.0}
+        assert aug_mask.sum() > 0, seed
+        agreement = ((aug_image[1] > 0.5) == (aug_mask[0] > 0.5)).float().mean()
+        assert agreement > 0.97, (seed, agreement)
+        cropped += aug_mask.sum() > mask.sum() * 1.2  # a crop scales the vessel up
+    assert cropped >= 10
+    first, second = augment(image, mask, _rng(3), crop=True), augment(image, mask, _rng(3), crop=True)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_dataset_cache_is_written_once_and_reused(tmp_path: Path, synthetic_pairs: list[Pair],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmark.data.dataset as dataset_module
+
+    fresh = VesselDataset(synthetic_pairs, size=32, cache_dir=tmp_path / "cache")
+    files = list((tmp_path / "cache").glob("*-32.npz"))
+    assert len(files) == 1
+
+    def no_decoding(path: Path) -> np.ndarray:
+        raise AssertionError(f"decoded {path} again")
+
+    monkeypatch.setattr(dataset_module, "load_image", no_decoding)
+    cached = VesselDataset(synthetic_pairs, size=32, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(cached.images, fresh.images)
+    np.testing.assert_array_equal(cached.masks, fresh.masks)
+    assert cached[0]["orig_size"] == fresh[0]["orig_size"] == (64, 64)
+    with pytest.raises(AssertionError, match="decoded"):
+        VesselDataset(synthetic_pairs, size=48, cache_dir=tmp_path / "cache")  # another size, another file
+    monkeypatch.undo()
+    os.utime(synthetic_pairs[0].image, ns=(1, 1))  # a changed file gets a new key
+    VesselDataset(synthetic_pairs, size=32, cache_dir=tmp_path / "cache")
+    (new_file,) = set((tmp_path / "cache").glob("*-32.npz")) - set(files)
+    new_file.write_bytes(b"truncated")  # a broken cache file is decoded again, not trusted
+    rebuilt = VesselDataset(synthetic_pairs, size=32, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(rebuilt.masks, fresh.masks)
+    assert new_file.stat().st_size > len(b"truncated")
+
+
+class _ThresholdModel(torch.nn.Module):
+    """Logits +1 where the red channel is bright, -1 elsewhere: a perfect segmenter of _blocky images."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return (image[:, :1] > 0.5).float() * 2 - 1
+
+
+def test_native_resolution_metrics_undo_padding_and_resize(tmp_path: Path) -> None:
+    from benchmark.engine.evaluate import evaluate, native_prediction
+
+    mask = np.zeros((40, 24), dtype=bool)
+    mask[4:12, 2:10] = True  # blocks on even coordinates survive a 2x downsampling exactly
+    mask[20:36, 14:18] = True
+    _save(tmp_path / "images/a.png", np.repeat(mask[:, :, None].astype(np.uint8) * 255, 3, axis=2))
+    _save(tmp_path / "masks/a.png", mask.astype(np.uint8) * 255)
+    (tmp_path / "data_split.csv").write_text("imgs,split\na.png,test\n")
+    dataset = VesselDataset(read_salt_layout(tmp_path), size=20)
+    item = dataset[0]
+    assert item["orig_size"] == (40, 24)
+    logits = _ThresholdModel()(item["image"][None])[0, 0]
+    assert not (logits[:, 12:] > 0).any()  # padding columns
+    np.testing.assert_array_equal(native_prediction(logits, (40, 24), 20), mask)
+    native = evaluate(_ThresholdModel(), dataset, torch.device("cpu"), 1, resolution="native")
+    network = evaluate(_ThresholdModel(), dataset, torch.device("cpu"), 1)
+    assert native == [{"id": "a", "dice": 1.0, "hd95": 0.0}]
+    assert network[0]["dice"] == 1.0
+    with pytest.raises(ValueError, match="unknown metrics resolution 'full'"):
+        evaluate(_ThresholdModel(), dataset, torch.device("cpu"), 1, resolution="full")

@@ -1,6 +1,11 @@
-"""In-memory torch dataset over validated SALT pairs, with reproducible per-epoch augmentation."""
+"""In-memory torch dataset over validated pairs, with reproducible per-epoch augmentation and an
+on-disk cache of the decoded, resized arrays shared by every job that reads the same files."""
 
 from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -9,6 +14,9 @@ from torch.utils.data import Dataset
 from benchmark.data.layout import SPLITS, DatasetError, Pair, load_image, load_mask
 from benchmark.data.transforms import augment as augment_pair
 from benchmark.data.transforms import resize_pad
+from benchmark.io import atomic_write
+
+CACHE_VERSION = "1"  # bump when decoding or resize_pad changes what a cached array holds
 
 
 def split_pairs(pairs: list[Pair], split: str) -> list[Pair]:
@@ -19,14 +27,19 @@ def split_pairs(pairs: list[Pair], split: str) -> list[Pair]:
 
 
 class VesselDataset(Dataset):
-    """Images decoded and resized once at construction (uint8 in memory), so epochs cost no file I/O.
+    """Images decoded and resized once (uint8 in memory), so epochs cost no file I/O.
+
+    With `cache_dir`, the decoded arrays are also stored there as one .npz per (files, size), keyed by
+    every file's path, size and modification time: the other cell jobs on the same data load it
+    instead of decoding again, and a changed file gets a new key.
 
     Augmentation for item i in epoch e is drawn from rng(seed, e, i): a resumed run, or any number of
     DataLoader workers, sees exactly the augmentations of an uninterrupted single-process run.
     Call `set_epoch` before creating each epoch's DataLoader iterator.
     """
 
-    def __init__(self, pairs: list[Pair], size: int, augment: bool = False, seed: int = 0) -> None:
+    def __init__(self, pairs: list[Pair], size: int, augment: bool = False, seed: int = 0, crop: bool = False,
+                 cache_dir: Path | None = None) -> None:
         if not pairs:
             raise DatasetError("VesselDataset needs at least one image/mask pair")
         if seed < 0:
@@ -34,10 +47,28 @@ class VesselDataset(Dataset):
         self.pairs = list(pairs)
         self.size = size
         self.augment = augment
+        self.crop = crop
         self.seed = seed
         self.epoch = 0
-        self.images = np.empty((len(pairs), size, size, 3), dtype=np.uint8)
-        self.masks = np.empty((len(pairs), size, size), dtype=bool)
+        cache = Path(cache_dir) / f"{self._cache_key()}-{size}.npz" if cache_dir is not None else None
+        if cache is None or not self._load_cache(cache):
+            self._decode()
+            if cache is not None:
+                atomic_write(cache, self._write_cache)
+
+    def _cache_key(self) -> str:
+        digest = hashlib.sha256(f"v{CACHE_VERSION}".encode())
+        for pair in self.pairs:
+            for path in (pair.image, pair.mask):
+                stat = Path(path).stat()
+                digest.update(f"{pair.id}|{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:24]
+
+    def _decode(self) -> None:
+        count, size = len(self.pairs), self.size
+        self.images = np.empty((count, size, size, 3), dtype=np.uint8)
+        self.masks = np.empty((count, size, size), dtype=bool)
+        self.orig_sizes = np.empty((count, 2), dtype=np.int64)
         for index, pair in enumerate(self.pairs):
             image, mask = load_image(pair.image), load_mask(pair.mask)
             if image.shape[:2] != mask.shape:
@@ -45,7 +76,29 @@ class VesselDataset(Dataset):
                     f"size mismatch: image {pair.image} is {image.shape[0]}x{image.shape[1]} but mask "
                     f"{pair.mask} is {mask.shape[0]}x{mask.shape[1]}"
                 )
+            self.orig_sizes[index] = mask.shape
             self.images[index], self.masks[index] = resize_pad(image, mask, size)
+
+    def _write_cache(self, path: Path) -> None:
+        with Path(path).open("wb") as handle:
+            np.savez(handle, ids=np.array([pair.id for pair in self.pairs]), images=self.images,
+                     masks=np.packbits(self.masks, axis=-1), orig_sizes=self.orig_sizes)
+
+    def _load_cache(self, path: Path) -> bool:
+        """Fill the arrays from `path`; False (decode instead) if it is absent, unreadable or does not fit."""
+        if not path.is_file():
+            return False
+        try:
+            with np.load(path) as data:
+                ids, images, packed, orig_sizes = data["ids"], data["images"], data["masks"], data["orig_sizes"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return False
+        count, size = len(self.pairs), self.size
+        if ids.tolist() != [pair.id for pair in self.pairs] or images.shape != (count, size, size, 3):
+            return False
+        self.images, self.orig_sizes = images, orig_sizes
+        self.masks = np.unpackbits(packed, axis=-1, count=size).astype(bool)
+        return True
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation stream of `epoch`."""
@@ -56,10 +109,17 @@ class VesselDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+    def native_mask(self, index: int) -> np.ndarray:
+        """The mask of item `index` at the image's own size, decoded again from its file."""
+        return load_mask(self.pairs[index].mask)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | tuple[int, int]]:
+        """image 3xSxS in [0, 1], mask 1xSxS in {0, 1}, id, and orig_size (H, W) before resize_pad."""
         image = torch.from_numpy(self.images[index]).permute(2, 0, 1).float() / 255
         mask = torch.from_numpy(self.masks[index]).float().unsqueeze(0)
         if self.augment:
             rng = np.random.default_rng(np.random.SeedSequence((self.seed, self.epoch, index)))
-            image, mask = augment_pair(image, mask, rng)
-        return {"image": image.contiguous(), "mask": mask.contiguous(), "id": self.pairs[index].id}
+            image, mask = augment_pair(image, mask, rng, crop=self.crop)
+        height, width = (int(v) for v in self.orig_sizes[index])
+        return {"image": image.contiguous(), "mask": mask.contiguous(), "id": self.pairs[index].id,
+                "orig_size": (height, width)}

@@ -24,12 +24,14 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class Pair:
-    """One image and its vessel mask, with the split the dataset's csv assigns it to."""
+    """One image and its vessel mask, with the split it belongs to; `fov` is the field-of-view mask
+    where the publisher ships one (DRIVE), carried for checks and analyses, not used by the metrics."""
 
     id: str
     image: Path
     mask: Path
     split: str
+    fov: Path | None = None
 
 
 def read_salt_layout(root: Path) -> list[Pair]:
@@ -99,13 +101,25 @@ def validate_pairs(pairs: list[Pair], required_splits: tuple[str, ...] = ("train
                 f"size mismatch: image {pair.image} is {image_size[0]}x{image_size[1]} (HxW) but mask "
                 f"{pair.mask} is {values.shape[0]}x{values.shape[1]}"
             )
-        distinct = np.unique(values)
-        if len(distinct) > 2 or (len(distinct) > 0 and distinct[0] != 0):
-            shown = ", ".join(str(v) for v in distinct[:10]) + (", ..." if len(distinct) > 10 else "")
-            raise DatasetError(
-                f"mask {pair.mask} is not binary: {len(distinct)} distinct values ({shown}); "
-                "a mask needs at most two values, one of them 0"
-            )
+        _check_binary(pair.mask, values)
+        if pair.fov is not None:
+            fov = _mask_values(pair.fov)
+            if fov.shape != image_size:
+                raise DatasetError(
+                    f"size mismatch: image {pair.image} is {image_size[0]}x{image_size[1]} (HxW) but field-of-view "
+                    f"mask {pair.fov} is {fov.shape[0]}x{fov.shape[1]}"
+                )
+            _check_binary(pair.fov, fov)
+
+
+def _check_binary(path: Path, values: np.ndarray) -> None:
+    distinct = np.unique(values)
+    if len(distinct) > 2 or (len(distinct) > 0 and distinct[0] != 0):
+        shown = ", ".join(str(v) for v in distinct[:10]) + (", ..." if len(distinct) > 10 else "")
+        raise DatasetError(
+            f"mask {path} is not binary: {len(distinct)} distinct values ({shown}); "
+            "a mask needs at most two values, one of them 0"
+        )
 
 
 def _image_size(path: Path) -> tuple[int, int]:
@@ -118,10 +132,16 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 
 def _mask_values(path: Path) -> np.ndarray:
-    """Mask pixels as H x W values; colour masks reduce to the channel maximum, alpha is ignored."""
+    """Mask pixels as H x W values; colour masks reduce to the channel maximum, alpha is ignored.
+
+    Palette images (DRIVE's GIFs) are converted to grey first: their raw values are palette indices,
+    and index 0 need not be black.
+    """
     try:
         with Image.open(path) as image:
             image.load()
+            if image.mode == "P":
+                image = image.convert("L")
             if image.mode in ("RGBA", "LA"):
                 image = image.convert(image.mode[:-1])
             values = np.asarray(image)

@@ -1,21 +1,52 @@
-"""Held-out evaluation: merged model, logits > 0, per-image Dice and HD95 at network resolution."""
+"""Held-out evaluation: merged model, logits > 0, per-image Dice and HD95 at network resolution (as the
+paper) or at each image's native resolution (logits un-padded and resized back before thresholding)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data.dataset import VesselDataset
+from benchmark.data.transforms import resized_shape
 from benchmark.metrics import score
+
+RESOLUTIONS = ("network", "native")
+
+
+def resolution_convention(resolution: str, size: int) -> str:
+    """The sentence a cell summary quotes for the resolution its metrics were computed at."""
+    if resolution == "network":
+        return f"network input resolution ({size} x {size}, resized and padded)"
+    return (f"native image resolution (logits of the {size} x {size} input un-padded, resized bilinearly to "
+            "the image's own size, thresholded at 0; compared with the original mask)")
+
+
+def native_prediction(logits: torch.Tensor, orig_size: tuple[int, int], size: int) -> np.ndarray:
+    """Undo resize_pad on one S x S logit map: drop the padding, resize bilinearly to (H, W), threshold at 0."""
+    height, width = orig_size
+    content_h, content_w = resized_shape(height, width, size)
+    content = logits[:content_h, :content_w][None, None].float()
+    return (F.interpolate(content, size=(height, width), mode="bilinear", align_corners=False)[0, 0] > 0).numpy()
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: VesselDataset, device: torch.device, batch_size: int) -> list[dict]:
-    """One row per test image: id, dice, hd95 (NaN where HD95 is undefined)."""
+def evaluate(model: nn.Module, dataset: VesselDataset, device: torch.device, batch_size: int,
+             resolution: str = "network") -> list[dict]:
+    """One row per test image: id, dice, hd95 (NaN where HD95 is undefined), at `resolution`."""
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"unknown metrics resolution {resolution!r}; allowed: {', '.join(RESOLUTIONS)}")
     model.eval()
     rows = []
     for start in range(0, len(dataset), batch_size):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        logits = model(torch.stack([it["image"] for it in items]).to(device))
-        for item, prediction in zip(items, (logits[:, 0] > 0).cpu().numpy()):
-            rows.append({"id": item["id"], **score(prediction, item["mask"][0].numpy() > 0.5)})
+        indices = range(start, min(start + batch_size, len(dataset)))
+        items = [dataset[i] for i in indices]
+        logits = model(torch.stack([it["image"] for it in items]).to(device))[:, 0].cpu()
+        for index, item, item_logits in zip(indices, items, logits):
+            if resolution == "network":
+                prediction, truth = (item_logits > 0).numpy(), item["mask"][0].numpy() > 0.5
+            else:
+                prediction = native_prediction(item_logits, item["orig_size"], dataset.size)
+                truth = dataset.native_mask(index)
+            rows.append({"id": item["id"], **score(prediction, truth)})
     return rows

@@ -71,7 +71,7 @@ def build(cfg: dict, cache_dir: Path) -> Backbone:
         prompt_encoder=lite.prompt_encoder,
         mask_decoder=lite.mask_decoder,
         tal=TextAffineLayer(embedding_dim(encoder), 256, norm=cfg["tal_norm"]),
-        text_embedding=text_embedding(encoder, cfg["prompt"], cache_dir),
+        text_embedding=text_embedding(encoder, cfg["prompt"], cache_dir, cfg.get("text_checkpoint")),
         pixel_mean=(0.0, 0.0, 0.0),
         pixel_std=(1.0, 1.0, 1.0),
     )

@@ -39,19 +39,24 @@ class TextPromptedSAM(nn.Module):
     def prompt_token(self, batch: int) -> torch.Tensor:
         return self.tal(self.text_embedding.expand(batch, -1)).unsqueeze(1)
 
+    def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """The image embedding plus any extra inputs this mask decoder takes (SAM2: high-res features)."""
+        return self.image_encoder((image - self.pixel_mean) / self.pixel_std), {}
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        embedding = self.image_encoder((image - self.pixel_mean) / self.pixel_std)
+        embedding, extra = self.encode(image)
         batch = image.shape[0]
         dense = self.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(
             batch, -1, *embedding.shape[-2:]
         )
-        low_res, _ = self.mask_decoder(
+        low_res = self.mask_decoder(
             image_embeddings=embedding,
             image_pe=self.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=self.prompt_token(batch),
             dense_prompt_embeddings=dense,
             multimask_output=False,
-        )
+            **extra,
+        )[0]
         if low_res.shape[-2:] != image.shape[-2:]:
             low_res = F.interpolate(low_res, size=image.shape[-2:], mode="bilinear", align_corners=False)
         return low_res
