@@ -13,6 +13,7 @@ so the update of q, k and v shares one rank-r subspace of the input.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,7 @@ from torch.nn import functional as F
 
 from methods.base import (
     DEFAULT_TARGETS,
+    ApplyFn,
     AdaptedLayer,
     Method,
     adapt,
@@ -87,16 +89,24 @@ HPARAMS: dict[str, object] = {
 }
 
 
-def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
-    """lora_alpha None means "equal to each layer's rank" (scaling 1), also under `ranks` overrides."""
-    hparams = resolve_hparams(METHOD, spec)
-    ranks = component_overrides(hparams, "ranks")
+def low_rank_apply(method: Callable[[], Method], layer_class: type[AdaptedLayer]) -> ApplyFn:
+    """The apply of every LoRA-shaped method (lora, pissa): a rank per component, lora_alpha, dropout.
 
-    def build(name: str, component: str, module: nn.Module) -> LoRALayer:
-        rank = ranks.get(component, hparams["rank"])
-        return LoRALayer(module, rank, hparams["lora_alpha"], hparams["dropout"], layer_name=name)
+    lora_alpha None means "equal to each layer's rank" (scaling 1), also under `ranks` overrides.
+    `method` is called at apply time, so a module can pass `lambda: METHOD` before defining it.
+    """
 
-    return adapt(model, components, hparams["targets"], build)
+    def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
+        hparams = resolve_hparams(method(), spec)
+        ranks = component_overrides(hparams, "ranks")
+
+        def build(name: str, component: str, module: nn.Module) -> AdaptedLayer:
+            rank = ranks.get(component, hparams["rank"])
+            return layer_class(module, rank, hparams["lora_alpha"], hparams["dropout"], layer_name=name)
+
+        return adapt(model, components, hparams["targets"], build)
+
+    return apply
 
 
 METHOD = Method(
@@ -104,5 +114,5 @@ METHOD = Method(
     label="LoRA",
     description="LoRA: frozen weight plus a trainable low-rank update (lora_alpha / rank) * B A.",
     hparams=HPARAMS,
-    apply=apply,
+    apply=low_rank_apply(lambda: METHOD, LoRALayer),
 )

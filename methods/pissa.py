@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from methods.base import DEFAULT_TARGETS, Method, adapt, component_overrides, matrix_to_weight, resolve_hparams, thin_svd, weight_matrix
-from methods.lora import LoRALayer
+from methods.base import Method, matrix_to_weight, thin_svd, weight_matrix
+from methods.lora import HPARAMS as LORA_HPARAMS
+from methods.lora import LoRALayer, low_rank_apply
 
 
 class PiSSALayer(LoRALayer):
@@ -52,31 +53,10 @@ class PiSSALayer(LoRALayer):
         return self.layer_forward(x, self.weight) + self.scaling * (trained - principal)
 
 
-HPARAMS: dict[str, object] = {
-    "targets": list(DEFAULT_TARGETS),
-    "rank": 4,
-    "lora_alpha": None,
-    "dropout": 0.0,
-    "ranks": {},
-}
-
-
-def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
-    """lora_alpha None means "equal to each layer's rank" (s = 1), also under `ranks` overrides."""
-    hparams = resolve_hparams(METHOD, spec)
-    ranks = component_overrides(hparams, "ranks")
-
-    def build(name: str, component: str, module: nn.Module) -> PiSSALayer:
-        rank = ranks.get(component, hparams["rank"])
-        return PiSSALayer(module, rank, hparams["lora_alpha"], hparams["dropout"], layer_name=name)
-
-    return adapt(model, components, hparams["targets"], build)
-
-
 METHOD = Method(
     name="pissa",
     label="PiSSA",
     description="PiSSA: LoRA whose factors start as the top-rank singular part of W, trained on the frozen residual.",
-    hparams=HPARAMS,
-    apply=apply,
+    hparams=dict(LORA_HPARAMS),
+    apply=low_rank_apply(lambda: METHOD, PiSSALayer),
 )
