@@ -92,9 +92,10 @@ def _check_entries(config: dict) -> None:
             seen.add(row)
 
 
-def _check_datasets(config: dict, base: Path) -> None:
-    from benchmark.data.sources import config_problem
+def _check_datasets(config: dict, base: Path, check_paths: bool) -> None:
+    from benchmark.data.sources import READERS, config_problem
 
+    select_on_val = config["train"]["selection"] == "validation"
     for name, ds in config["datasets"].items():
         problem = config_problem(ds)
         if problem:
@@ -107,14 +108,58 @@ def _check_datasets(config: dict, base: Path) -> None:
 
             if ds["modality"] not in MODALITIES:
                 raise ConfigError(f"datasets.{name}: unknown modality {ds['modality']!r}; known: {', '.join(MODALITIES)}")
-        elif "root" not in ds:
+            ds.setdefault("n_val", max(1, ds["n_train"] // 4) if select_on_val else 0)
+            continue
+        if "root" not in ds:
             raise ConfigError(f"datasets.{name}: kind {ds['kind']!r} needs a `root` folder")
-        elif not (base / ds["root"]).expanduser().is_dir():
+        if "validation" in READERS[ds["kind"]].options:
+            # model selection needs the split's validation images held out of training
+            ds.setdefault("validation", select_on_val)
+        if check_paths and not (base / ds["root"]).expanduser().is_dir():
             raise ConfigError(f"datasets.{name}: root folder {ds['root']!r} does not exist (relative paths are taken from {base})")
 
 
-def validate(config: dict, base: Path = Path(".")) -> dict:
-    """Schema-check a raw config, fill defaults and check names; returns the completed copy."""
+def _check_subsets(config: dict) -> None:
+    """A backbone's `methods` / `datasets` lists must name rows and datasets of this grid."""
+    method_ids = [entry_id(entry) for entry in config["methods"]]
+    for key, backbone in config["backbones"].items():
+        for field, known in (("methods", method_ids), ("datasets", list(config["datasets"]))):
+            unknown = [name for name in backbone.get(field, []) if name not in known]
+            if unknown:
+                raise ConfigError(f"backbones.{key}.{field}: {unknown} not in this grid; known: {', '.join(known)}")
+
+
+def row_keys(config: dict) -> list[str]:
+    """Every table row of the grid as `paper.rows` names it: `<backbone>/<method id>` or a baseline id."""
+    keys = [entry_id(entry) for entry in config["baselines"]]
+    for cell in expand_cells(config).values():
+        if cell.backbone is not None and f"{cell.backbone}/{entry_id(cell.entry)}" not in keys:
+            keys.append(f"{cell.backbone}/{entry_id(cell.entry)}")
+    return keys
+
+
+def _check_paper(config: dict) -> None:
+    """`paper:` may only map rows and datasets the grid has, to published rows that exist."""
+    from benchmark.report.published import published
+
+    unknown = [key for key in config["paper"]["datasets"] if key not in config["datasets"]]
+    if unknown:
+        raise ConfigError(f"paper.datasets: {unknown} not in this grid; known: {', '.join(config['datasets'])}")
+    rows = row_keys(config)
+    for key, target in config["paper"]["rows"].items():
+        if key not in rows:
+            raise ConfigError(f"paper.rows: {key!r} is not a row of this grid; rows: {', '.join(rows)}")
+        try:
+            published(*target.split("/", 1))
+        except KeyError as error:
+            raise ConfigError(f"paper.rows.{key}: {error.args[0]}") from None
+
+
+def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> dict:
+    """Schema-check a raw config, fill defaults and check names; returns the completed copy.
+
+    `check_paths=False` skips the existence of data folders and checkpoints (a dry run lists the
+    cells of a grid whose files are not downloaded yet)."""
     config = copy.deepcopy(config)
     try:
         jsonschema.validate(config, _schema())
@@ -123,7 +168,9 @@ def validate(config: dict, base: Path = Path(".")) -> dict:
         raise ConfigError(f"config invalid at {where}: {error.message}") from None
     _fill_defaults(config, _schema())
     _check_entries(config)
-    _check_datasets(config, base)
+    _check_datasets(config, base, check_paths)
+    _check_subsets(config)
+    _check_paper(config)
     return config
 
 
@@ -147,11 +194,21 @@ def expand_cells(config: dict) -> dict[str, Cell]:
             for entry in config["baselines"]:
                 cell = Cell(f"{entry_id(entry)}-{dataset}-s{seed}", seed, dataset, "baseline", entry, None)
                 cells[cell.id] = cell
-            for backbone in config["backbones"]:
+            for backbone, spec in config["backbones"].items():
+                if dataset not in spec.get("datasets", config["datasets"]):
+                    continue
                 for entry in config["methods"]:
+                    if entry_id(entry) not in spec.get("methods", [entry_id(e) for e in config["methods"]]):
+                        continue
                     cell_id = f"{backbone}-{entry_id(entry)}-{dataset}-s{seed}"
                     cells[cell_id] = Cell(cell_id, seed, dataset, _group(entry), entry, backbone)
     return cells
+
+
+def backbone_spec(config: dict, key: str) -> dict:
+    """A backbone's model settings, without the lists of rows and datasets it runs (which select
+    cells but do not change any one cell)."""
+    return {k: v for k, v in config["backbones"][key].items() if k not in ("methods", "datasets")}
 
 
 def fingerprint(cell: Cell, config: dict) -> str:
@@ -160,7 +217,7 @@ def fingerprint(cell: Cell, config: dict) -> str:
         "entry": cell.entry,
         "seed": cell.seed,
         "dataset": config["datasets"][cell.dataset],
-        "backbone": config["backbones"].get(cell.backbone) if cell.backbone else None,
+        "backbone": backbone_spec(config, cell.backbone) if cell.backbone else None,
         "train": config["train"],
         "input_size": config["input_size"],
     }

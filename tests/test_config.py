@@ -41,3 +41,41 @@ def test_bad_config_names_the_problem(tmp_path, change, message):
     change(grid)
     with pytest.raises(ConfigError, match=message):
         validate(grid)
+
+
+def test_backbone_subsets_select_cells(tmp_path):
+    grid = tiny_grid(tmp_path, backbones={"lite": {"name": "litemedsam"},
+                                          "med": {"name": "litemedsam", "methods": ["frozen"], "datasets": ["dark"]}},
+                     methods=[{"name": "frozen"}, {"name": "lora", "rank": 4}])
+    grid["datasets"]["dark"] = {**grid["datasets"]["bright"], "modality": "dark_fundus"}
+    cells = expand_cells(validate(grid))
+    assert [c for c in cells if c.startswith("med-")] == ["med-frozen-dark-s0"]
+    assert len([c for c in cells if c.startswith("lite-")]) == 4
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda g: g["backbones"]["lite"].update(methods=["lora_r8"]), r"backbones.lite.methods: \['lora_r8'\]"),
+        (lambda g: g["backbones"]["lite"].update(datasets=["drive"]), r"backbones.lite.datasets: \['drive'\]"),
+        (lambda g: g.update(paper={"rows": {"lite/dora": "table1/lora_r4"}}), "'lite/dora' is not a row"),
+        (lambda g: g.update(paper={"rows": {"lite/frozen": "table1/sam_zero_shots"}}), "no published row"),
+        (lambda g: g.update(paper={"rows": {"unet_tiny": "table9/unet"}}), "paper.rows.unet_tiny"),
+        (lambda g: g.update(paper={"datasets": {"dark": "DRIVE"}}), r"paper.datasets: \['dark'\]"),
+        (lambda g: g.update(paper={"datasets": {"bright": "CHASE"}}), "paper.datasets.bright"),
+    ],
+)
+def test_bad_subsets_and_paper_mappings(tmp_path, change, message):
+    grid = tiny_grid(tmp_path, backbones={"lite": {"name": "litemedsam"}}, methods=[{"name": "frozen"}])
+    change(grid)
+    with pytest.raises(ConfigError, match=message):
+        validate(grid)
+
+
+def test_paths_are_skipped_only_when_asked(tmp_path):
+    grid = tiny_grid(tmp_path)
+    grid["datasets"]["drive"] = {"kind": "drive", "root": "/nonexistent/DRIVE"}
+    with pytest.raises(ConfigError, match="/nonexistent/DRIVE"):
+        validate(grid)
+    config = validate(grid, check_paths=False)
+    assert config["datasets"]["drive"]["validation"] is True

@@ -386,7 +386,8 @@ def test_shipped_chase_split_file_verifies_against_the_real_data(tmp_path, monke
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pairs = load_pairs("chase", config["datasets"]["chase"], tmp_path / "results")
-    assert len(pairs) == 28 and _counts(pairs) == {"train": 20, "val": 0, "test": 8}
+    # train.selection defaults to validation, so the split file's validation eyes are held out
+    assert len(pairs) == 28 and _counts(pairs) == {"train": 16, "val": 4, "test": 8}
     assert {p.id for p in pairs if p.split == "test"} == {f"Image_{n}{e}" for n in range(11, 15) for e in "LR"}
     assert set(load_mask(pairs[0].mask).ravel().tolist()) == {False, True}
     rows = read_split_file(SPLIT_DIR / "chase_db1_paper.csv")

@@ -275,13 +275,14 @@ def _file_names(total: int) -> list[str]:
     return [f"synth_{i:0{width}d}.png" for i in range(total)]
 
 
-def _params(modality: str, n_train: int, n_test: int, size: int, seed: int) -> dict[str, str]:
+def _params(modality: str, n_train: int, n_test: int, size: int, seed: int, n_val: int) -> dict[str, str]:
     return {
         "modality": modality,
         "size": str(size),
         "seed": str(seed),
         "n_train": str(n_train),
         "n_test": str(n_test),
+        "n_val": str(n_val),
         "generator_version": GENERATOR_VERSION,
     }
 
@@ -307,7 +308,7 @@ def _check_existing(root: Path, params: dict[str, str]) -> None:
             f"{root} holds a synthetic dataset written with other parameters ({details}); "
             "delete it or choose another root"
         )
-    total = int(params["n_train"]) + int(params["n_test"])
+    total = int(params["n_train"]) + int(params["n_test"]) + int(params["n_val"])
     for name in _file_names(total):
         for folder in ("images", "masks"):
             if not (root / folder / name).is_file():
@@ -316,8 +317,8 @@ def _check_existing(root: Path, params: dict[str, str]) -> None:
 
 def _write_files(directory: Path, params: dict[str, str]) -> None:
     modality, size, seed = params["modality"], int(params["size"]), int(params["seed"])
-    n_train = int(params["n_train"])
-    names = _file_names(n_train + int(params["n_test"]))
+    n_train, n_test = int(params["n_train"]), int(params["n_test"])
+    names = _file_names(n_train + n_test + int(params["n_val"]))
     (directory / "images").mkdir()
     (directory / "masks").mkdir()
     rows = ["imgs,split"]
@@ -325,7 +326,7 @@ def _write_files(directory: Path, params: dict[str, str]) -> None:
         image, mask = generate_image(modality, size, np.random.default_rng(np.random.SeedSequence((seed, index))))
         Image.fromarray(image, mode="RGB").save(directory / "images" / name, format="PNG")
         Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(directory / "masks" / name, format="PNG")
-        rows.append(f"{name},{'train' if index < n_train else 'test'}")
+        rows.append(f"{name},{'train' if index < n_train else 'test' if index < n_train + n_test else 'val'}")
     (directory / "data_split.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     header = [
         "# SYNTHETIC DATA: procedurally generated vessel images, not real medical images.",
@@ -335,10 +336,13 @@ def _write_files(directory: Path, params: dict[str, str]) -> None:
     (directory / "SYNTHETIC.txt").write_text("\n".join(header + body) + "\n", encoding="utf-8")
 
 
-def write_dataset(root: Path, modality: str, n_train: int, n_test: int, size: int = 256, seed: int = 0) -> Path:
+def write_dataset(root: Path, modality: str, n_train: int, n_test: int, size: int = 256, seed: int = 0,
+                  n_val: int = 0) -> Path:
     """Write a synthetic dataset in the SALT layout at `root`, atomically and idempotently.
 
-    Image i is generated from rng(seed, i), so it does not depend on how many images are written.
+    Image i is generated from rng(seed, i), so it does not depend on how many images are written:
+    train images come first, then test, then the `n_val` validation images, so adding validation
+    images leaves the train and test images unchanged.
     Files go to a hidden temporary sibling that is renamed into place at the end: a killed run leaves
     only that hidden directory, never a `root` that looks complete.
     """
@@ -347,9 +351,9 @@ def write_dataset(root: Path, modality: str, n_train: int, n_test: int, size: in
         raise ValueError(f"unknown modality {modality!r}; expected one of {MODALITIES}")
     if n_train < 1 or n_test < 1:
         raise ValueError(f"need at least one train and one test image, got n_train={n_train}, n_test={n_test}")
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
-    params = _params(modality, n_train, n_test, size, seed)
+    if seed < 0 or n_val < 0:
+        raise ValueError(f"seed and n_val must be non-negative, got seed={seed}, n_val={n_val}")
+    params = _params(modality, n_train, n_test, size, seed, n_val)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         _check_existing(root, params)
         return root

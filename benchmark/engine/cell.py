@@ -1,6 +1,6 @@
-"""Run one cell end to end: validate data, build, train (resumable), save adapter, evaluate merged,
-and write per_image.csv and summary.json with provenance. A finished cell is re-run only when
-its configuration (fingerprint) changed."""
+"""Run one cell end to end: validate data, build, train (resumable; best validation epoch selected),
+save adapter, evaluate merged, and write per_image.csv and summary.json with provenance. A finished
+cell is re-run only when its configuration (fingerprint) changed."""
 from __future__ import annotations
 
 import csv
@@ -11,16 +11,18 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import methods
-from benchmark.config import Cell, entry_id, expand_cells, fingerprint
+from benchmark.config import Cell, backbone_spec, entry_id, expand_cells, fingerprint
 from benchmark.cost import GFLOPS_CONVENTION, cached_gflops
 from benchmark.data.dataset import VesselDataset, split_pairs
+from benchmark.data.layout import DatasetError
 from benchmark.data.sources import data_label, load_pairs
 from benchmark.engine.adapters import save_adapter
 from benchmark.engine.build import build_cell_model
-from benchmark.engine.evaluate import evaluate
+from benchmark.engine.evaluate import evaluate, resolution_convention
 from benchmark.engine.train import CHECKPOINT, train
 from benchmark.io import write_json, write_text
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
@@ -59,8 +61,45 @@ def _architecture(cell: Cell, config: dict) -> dict:
     """What fixes the merged model's layers (not its weights): the key its GFLOPs are cached by."""
     if cell.backbone is None:
         return {"baseline": cell.hparams()}
-    backbone = config["backbones"][cell.backbone]
+    backbone = backbone_spec(config, cell.backbone)
     return {"backbone": {k: v for k, v in backbone.items() if k not in ("weights", "checkpoint", "text_checkpoint")}}
+
+
+SELECTION = {
+    "validation": "the epoch with the best mean validation Dice (network resolution) is evaluated on test",
+    "last": "the last epoch is evaluated on test (the paper's protocol)",
+}
+
+
+def _datasets(cell: Cell, config: dict) -> dict[str, VesselDataset | None]:
+    """train / val / test sets of the cell; val is None unless the grid selects on validation, and
+    then a dataset without validation images is an error before any training."""
+    train_cfg = config["train"]
+    dataset_cfg = config["datasets"][cell.dataset]
+    pairs = load_pairs(cell.dataset, dataset_cfg, Path(config["results_dir"]))
+    size, cache = config["input_size"], Path(config["results_dir"]) / "cache" / "data"
+
+    def dataset(split: str, augment: bool) -> VesselDataset:
+        return VesselDataset(split_pairs(pairs, split), size, augment=augment, seed=cell.seed,
+                             crop=train_cfg["crop"], cache_dir=cache)
+
+    val = None
+    if train_cfg["selection"] == "validation" and cell.group != "zero-shot" and train_cfg["epochs"] > 0:
+        if not split_pairs(pairs, "val"):
+            raise DatasetError(
+                f"dataset {cell.dataset!r} has no validation images, which train.selection: validation needs; "
+                "give it some (n_val for synthetic data, `validation: true` with a split file, val rows in "
+                "data_split.csv) or set train.selection: last"
+            )
+        val = dataset("val", False)
+    return {"train": dataset("train", train_cfg["augment"]), "val": val, "test": dataset("test", False)}
+
+
+def _validation(val_set: VesselDataset | None, device: torch.device, batch_size: int):
+    """model -> mean validation Dice, or None when the cell does no model selection."""
+    if val_set is None:
+        return None
+    return lambda model: float(np.nanmean([row["dice"] for row in evaluate(model, val_set, device, batch_size)]))
 
 
 def run_cell(config: dict, cell_id: str) -> Path:
@@ -80,17 +119,16 @@ def run_cell(config: dict, cell_id: str) -> Path:
     train_cfg = config["train"]
     torch.set_num_threads(train_cfg["threads"] or len(os.sched_getaffinity(0)))
     dataset_cfg = config["datasets"][cell.dataset]
-    pairs = load_pairs(cell.dataset, dataset_cfg, Path(config["results_dir"]))
     size = config["input_size"]
-    train_set = VesselDataset(split_pairs(pairs, "train"), size, augment=train_cfg["augment"], seed=cell.seed)
-    test_set = VesselDataset(split_pairs(pairs, "test"), size, augment=False, seed=cell.seed)
+    sets = _datasets(cell, config)
 
     torch.manual_seed(cell.seed)
     built = build_cell_model(cell, config)
     model = built.model.to(device)
     trainable, total = methods.count_parameters(model)
     out.mkdir(parents=True, exist_ok=True)
-    log, train_seconds = train(model, train_set, train_cfg, out, cell.seed, device, cell_fingerprint)
+    log, train_seconds, best = train(model, sets["train"], train_cfg, out, cell.seed, device, cell_fingerprint,
+                                     _validation(sets["val"], device, train_cfg["batch_size"]))
     method = {"rank": None, **cell.entry, "id": entry_id(cell.entry), "label": built.label, "group": cell.group}
     save_adapter(out / "adapter.safetensors", model, method=cell.entry, backbone=cell.backbone, weights=built.weights)
     merged = methods.merge_model(model)
@@ -98,12 +136,13 @@ def run_cell(config: dict, cell_id: str) -> Path:
     cost = cached_gflops(merged, size, architecture, Path(config["results_dir"]) / "cache")
     write_json(out / "cost.json", {"trainable": trainable, "total": total, "gflops_inference": cost["gflops"],
                                    "counter": cost["counter"], "convention": GFLOPS_CONVENTION})
-    rows = evaluate(merged, test_set, device, train_cfg["batch_size"])
+    rows = evaluate(merged, sets["test"], device, train_cfg["batch_size"], resolution=train_cfg["metrics_resolution"])
     write_text(out / "per_image.csv", _per_image_csv(rows))
     summary = {
         "cell": cell.id,
         "fingerprint": cell_fingerprint,
         "backbone": cell.backbone or "none (trained from scratch)",
+        "architecture": config["backbones"][cell.backbone]["name"] if cell.backbone else cell.entry["name"],
         "weights": built.weights,
         "method": method,
         "dataset": {"name": cell.dataset, "label": dataset_cfg.get("label", cell.dataset), "data": data_label(dataset_cfg)},
@@ -111,13 +150,18 @@ def run_cell(config: dict, cell_id: str) -> Path:
         "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total,
                    "denominator": PARAMETER_DENOMINATOR},
         "trained": {"adapted_modules": len(built.adapted), "extra_trainable": built.extra_trainable,
-                    "epochs": len(log), "final_loss": log[-1]["loss"] if log else None},
+                    "epochs": len(log), "final_loss": log[-1]["loss"] if log else None,
+                    "selection": SELECTION[train_cfg["selection"]] if sets["val"] is not None else
+                    "none (nothing trained)" if not log else SELECTION["last"],
+                    "selected_epoch": best.epoch if best.state is not None else len(log),
+                    "val_dice": None if best.state is None else best.val_dice,
+                    "n_images": {split: 0 if data is None else len(data) for split, data in sets.items()}},
         "metrics": summarise(rows),
         "conventions": {"dice": DICE_CONVENTION, "hd95": HD95_CONVENTION,
-                        "resolution": f"network input resolution ({size} x {size}, resized and padded)"},
+                        "resolution": resolution_convention(train_cfg["metrics_resolution"], size)},
         "provenance": {
             "config": {"train": train_cfg, "dataset": dataset_cfg, "input_size": size,
-                       "backbone": config["backbones"].get(cell.backbone) if cell.backbone else None},
+                       "backbone": backbone_spec(config, cell.backbone) if cell.backbone else None},
             "versions": versions(),
             "git_commit": git_commit(),
             "device": device_name(device),

@@ -2,13 +2,18 @@
 
 Every source of randomness inside an epoch (batch order, augmentation, dropout) is seeded from
 (seed, epoch), so a resumed run repeats exactly what an uninterrupted one would have done.
+With a validation function, each epoch is scored on the validation images and the trainable state
+of the best epoch is kept (in the checkpoint too) and restored at the end: model selection.
 """
 from __future__ import annotations
 
 import csv
 import io
+import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -19,7 +24,21 @@ from benchmark.engine.losses import SegmentationObjective
 from benchmark.io import atomic_write, write_text
 
 CHECKPOINT = "checkpoint.pt"
-LOG_FIELDS = ("epoch", "lr", "loss", "seg_loss", "reg", "seconds")
+LOG_FIELDS = ("epoch", "lr", "loss", "seg_loss", "reg", "val_dice", "seconds")
+
+
+@dataclass
+class Best:
+    """The selected epoch (1-based) and its validation Dice; 0 and NaN before any epoch is scored."""
+
+    epoch: int = 0
+    val_dice: float = math.nan
+    state: dict | None = None
+
+    def offer(self, epoch: int, val_dice: float, model: nn.Module) -> None:
+        """Keep `model`'s state if `val_dice` beats the best so far (ties keep the earlier epoch)."""
+        if self.state is None or val_dice > self.val_dice:
+            self.epoch, self.val_dice, self.state = epoch, val_dice, trainable_state(model)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -77,20 +96,25 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 
 def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, seed: int,
-          device: torch.device, fingerprint: str) -> tuple[list[dict], float]:
+          device: torch.device, fingerprint: str,
+          validate: Callable[[nn.Module], float] | None = None) -> tuple[list[dict], float, Best]:
     """Train for cfg['epochs'] epochs, resuming from out_dir/checkpoint.pt if it was written for
     the same cell `fingerprint` (a checkpoint of a since-changed config is discarded).
 
-    Returns the per-epoch log and the training seconds spent, summed over resumed runs.
+    With `validate` (model -> validation Dice), the best epoch's trainable state is loaded into
+    `model` at the end; without, the model stays at the last epoch.
+    Returns the per-epoch log, the training seconds spent (summed over resumed runs, validation
+    excluded) and the selected epoch.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params or cfg["epochs"] == 0:
-        return [], 0.0
+        return [], 0.0, Best()
     optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg["lr_step_epochs"], gamma=cfg["lr_gamma"])
     objective = SegmentationObjective(cfg["reg_weight"])
     checkpoint = Path(out_dir) / CHECKPOINT
     rows: list[dict] = []
+    best = Best()
     elapsed, start_epoch = 0.0, 0
     state = torch.load(checkpoint, map_location=device, weights_only=False) if checkpoint.exists() else None
     if state is not None and state.get("fingerprint") != fingerprint:
@@ -101,6 +125,7 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         rows, elapsed, start_epoch = state["log"], state["elapsed"], state["epoch"]
+        best = Best(**state["best"])
     for epoch in range(start_epoch, cfg["epochs"]):
         began = time.perf_counter()
         set_train_mode(model)
@@ -121,11 +146,17 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
         seconds = time.perf_counter() - began
         elapsed += seconds
         mean = (totals / max(steps, 1)).tolist()
-        rows.append(dict(zip(LOG_FIELDS, (epoch + 1, lr, *mean, round(seconds, 2)))))
+        val_dice = validate(model) if validate is not None else math.nan
+        if validate is not None:
+            best.offer(epoch + 1, val_dice, model)
+        rows.append(dict(zip(LOG_FIELDS, (epoch + 1, lr, *mean, val_dice, round(seconds, 2)))))
         state = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "log": rows, "elapsed": elapsed, "epoch": epoch + 1,
-                 "fingerprint": fingerprint}
+                 "fingerprint": fingerprint, "best": vars(best)}
         atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
         _write_log(Path(out_dir) / "train_log.csv", rows)
-        print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {mean[0]:.4f} ({seconds:.1f} s)", flush=True)
-    return rows, elapsed
+        print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {mean[0]:.4f}, val Dice {val_dice:.4f} ({seconds:.1f} s)",
+              flush=True)
+    if best.state is not None:
+        load_trainable_state(model, best.state)
+    return rows, elapsed, best
