@@ -92,7 +92,7 @@ def _check_entries(config: dict) -> None:
             seen.add(row)
 
 
-def _check_datasets(config: dict, base: Path, check_paths: bool) -> None:
+def _check_datasets(config: dict) -> None:
     from benchmark.data.sources import READERS, config_problem
 
     select_on_val = config["train"]["selection"] == "validation"
@@ -115,8 +115,6 @@ def _check_datasets(config: dict, base: Path, check_paths: bool) -> None:
         if "validation" in READERS[ds["kind"]].options:
             # model selection needs the split's validation images held out of training
             ds.setdefault("validation", select_on_val)
-        if check_paths and not (base / ds["root"]).expanduser().is_dir():
-            raise ConfigError(f"datasets.{name}: root folder {ds['root']!r} does not exist (relative paths are taken from {base})")
 
 
 def _check_subsets(config: dict) -> None:
@@ -168,18 +166,23 @@ def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> 
         raise ConfigError(f"config invalid at {where}: {error.message}") from None
     _fill_defaults(config, _schema())
     _check_entries(config)
-    _check_datasets(config, base, check_paths)
+    from benchmark.config_checks import check_ranks, require_paths  # here: that module imports this one
+
+    check_ranks(config)  # every method entry fits the layers it targets (built on the meta device)
+    _check_datasets(config)
     _check_subsets(config)
     _check_paper(config)
+    if check_paths:
+        require_paths(config, base)  # every missing folder and checkpoint in one message
     return config
 
 
-def load_config(path: str | Path) -> dict:
+def load_config(path: str | Path, check_paths: bool = True) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     raw = yaml.safe_load(path.read_text()) or {}
-    return validate(raw, Path("."))
+    return validate(raw, Path("."), check_paths=check_paths)
 
 
 def _group(entry: dict) -> str:
