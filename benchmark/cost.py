@@ -78,23 +78,37 @@ def _fvcore_macs(model: nn.Module, image: torch.Tensor) -> float | None:
     return None if missed else float(macs)
 
 
-def gflops_per_image(model: nn.Module, input_size: int) -> dict[str, float | str]:
-    """{'gflops': 2 x MACs / 1e9 for one input_size x input_size RGB image, 'counter': which counter}."""
-    parameter = next(model.parameters())
-    image = torch.rand(1, 3, input_size, input_size, device=parameter.device, dtype=parameter.dtype)
+def count_macs(model: nn.Module, image: torch.Tensor, counter: str | None = None) -> tuple[float, str]:
+    """(MACs of model(image), the counter used), eval mode, no gradients.
+
+    counter=None tries fvcore, then FlopCounterMode; FLOP_COUNTER_MODE forces the latter, for
+    counts that are subtracted from one another and so must come from one counter.
+    """
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            macs = _fvcore_macs(model, image)
+            macs = None if counter == FLOP_COUNTER_MODE else _fvcore_macs(model, image)
             if macs is not None:
-                return {"gflops": 2 * macs / 1e9, "counter": FVCORE}
-            counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
-            with counter:
+                return macs, FVCORE
+            mode = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
+            with mode:
                 model(image)
-            return {"gflops": counter.get_total_flops() / 1e9, "counter": FLOP_COUNTER_MODE}
+            return mode.get_total_flops() / 2, FLOP_COUNTER_MODE
     finally:
         model.train(was_training)
+
+
+def random_images(model: nn.Module, batch: int, input_size: int) -> torch.Tensor:
+    """batch x 3 x input_size x input_size, on the model's device and dtype."""
+    parameter = next(model.parameters())
+    return torch.rand(batch, 3, input_size, input_size, device=parameter.device, dtype=parameter.dtype)
+
+
+def gflops_per_image(model: nn.Module, input_size: int) -> dict[str, float | str]:
+    """{'gflops': 2 x MACs / 1e9 for one input_size x input_size RGB image, 'counter': which counter}."""
+    macs, counter = count_macs(model, random_images(model, 1, input_size))
+    return {"gflops": 2 * macs / 1e9, "counter": counter}
 
 
 def cached_gflops(model: nn.Module, input_size: int, architecture: str, cache_dir: Path) -> dict[str, float | str]:

@@ -75,3 +75,12 @@ def test_tiny_salt_cell_end_to_end(tmp_path):
     assert summary["method"]["group"] == "peft" and summary["trained"]["epochs"] == 1
     assert 0 < summary["params"]["trainable"] < summary["params"]["total"]
     assert summary["metrics"]["n_images"] == 1
+    params = summary["params"]
+    assert params["trainable_pct_with_text_encoder"] == pytest.approx(
+        100 * params["trainable"] / (params["total"] + params["text_encoder_parameters"]))
+    cost = json.loads((tmp_path / "results" / "cells" / "lite-salt_r4-dark-s0" / "cost.json").read_text())
+    training = cost["training"]  # SALT: a weight rebuild per batch, no per-image branch, a one-time SVD
+    assert training["gflops_rebuild_per_batch"] > 0 and training["gflops_adapters_per_image"] == pytest.approx(0, abs=1e-6)
+    assert training["gflops_added_per_image"] == pytest.approx(training["gflops_rebuild_per_batch"] / 2)
+    assert training["gflops_svd_once"] > 0 and training["batch_size"] == 2
+    assert training["gflops_merged_per_image"] == pytest.approx(cost["gflops_inference"], rel=1e-3)

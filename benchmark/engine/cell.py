@@ -17,6 +17,7 @@ import torch
 import methods
 from benchmark.config import Cell, backbone_spec, entry_id, expand_cells, fingerprint
 from benchmark.cost import GFLOPS_CONVENTION, cached_gflops
+from benchmark.cost_adapters import cached_training_cost, trainable_share
 from benchmark.data.dataset import VesselDataset, split_pairs
 from benchmark.data.layout import DatasetError
 from benchmark.data.sources import data_label, load_pairs
@@ -28,20 +29,19 @@ from benchmark.io import write_json, write_text
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
 from benchmark.provenance import device_name, git_commit, peak_memory_mb, versions
 
-PARAMETER_DENOMINATOR = (
-    "all parameters of the segmentation model (image encoder, prompt encoder, mask decoder, TAL); "
-    "the frozen text encoder is not counted"
-)
-
-
 def resolve_device(config: dict) -> torch.device:
+    """The device a cell runs on; a grid that needs a GPU stops here, before any data or model is
+    loaded, when none is visible (a cluster job without --gpus, a wrong CUDA_VISIBLE_DEVICES)."""
     wanted = config["device"]
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("config asks for device: cuda but torch sees no GPU (CUDA_VISIBLE_DEVICES, driver?)")
+    gpu = torch.cuda.is_available()
+    fix = ("check that the job was given a GPU (Snakemake --resources gpu=1 locally; --gpus or gres on SLURM), "
+           "CUDA_VISIBLE_DEVICES and the driver (nvidia-smi); to run on the CPU anyway set device: auto and allow_cpu: true")
+    if wanted == "cuda" and not gpu:
+        raise RuntimeError(f"the config asks for device: cuda but torch sees no GPU; {fix}")
     if wanted == "auto":
-        wanted = "cuda" if torch.cuda.is_available() else "cpu"
+        wanted = "cuda" if gpu else "cpu"
     if wanted == "cpu" and not config["allow_cpu"]:
-        raise RuntimeError("no GPU is visible and the config sets allow_cpu: false")
+        raise RuntimeError(f"no GPU is visible and the config sets allow_cpu: false; {fix}")
     return torch.device(wanted)
 
 
@@ -102,6 +102,18 @@ def _validation(val_set: VesselDataset | None, device: torch.device, batch_size:
     return lambda model: float(np.nanmean([row["dice"] for row in evaluate(model, val_set, device, batch_size)]))
 
 
+def _training_cost(model: torch.nn.Module, adapted: list[str], cell: Cell, architecture: str,
+                   config: dict) -> dict | None:
+    """GFLOPs of a training step's forward per image with the adapters unmerged (SVD rebuild
+    amortised over the batch) and the one-time SVD; None for a model without adapters, whose
+    step's forward is the inference model itself."""
+    if not adapted:
+        return None
+    key = json.dumps({"architecture": architecture, "method": cell.hparams()}, sort_keys=True)
+    return cached_training_cost(model, config["input_size"], config["train"]["batch_size"], key,
+                                Path(config["results_dir"]) / "cache")
+
+
 def run_cell(config: dict, cell_id: str) -> Path:
     """Run `cell_id` of the validated grid `config`; returns its summary.json path."""
     cells = expand_cells(config)
@@ -131,11 +143,13 @@ def run_cell(config: dict, cell_id: str) -> Path:
                                      _validation(sets["val"], device, train_cfg["batch_size"]))
     method = {"rank": None, **cell.entry, "id": entry_id(cell.entry), "label": built.label, "group": cell.group}
     save_adapter(out / "adapter.safetensors", model, method=cell.entry, backbone=cell.backbone, weights=built.weights)
-    merged = methods.merge_model(model)
     architecture = json.dumps(_architecture(cell, config), sort_keys=True)
+    share = trainable_share(model, backbone_spec(config, cell.backbone).get("text_encoder") if cell.backbone else None)
+    training = _training_cost(model, built.adapted, cell, architecture, config)
+    merged = methods.merge_model(model)
     cost = cached_gflops(merged, size, architecture, Path(config["results_dir"]) / "cache")
-    write_json(out / "cost.json", {"trainable": trainable, "total": total, "gflops_inference": cost["gflops"],
-                                   "counter": cost["counter"], "convention": GFLOPS_CONVENTION})
+    write_json(out / "cost.json", {**share, "gflops_inference": cost["gflops"], "counter": cost["counter"],
+                                   "convention": GFLOPS_CONVENTION, "training": training})
     rows = evaluate(merged, sets["test"], device, train_cfg["batch_size"], resolution=train_cfg["metrics_resolution"])
     write_text(out / "per_image.csv", _per_image_csv(rows))
     summary = {
@@ -147,8 +161,9 @@ def run_cell(config: dict, cell_id: str) -> Path:
         "method": method,
         "dataset": {"name": cell.dataset, "label": dataset_cfg.get("label", cell.dataset), "data": data_label(dataset_cfg)},
         "seed": cell.seed,
-        "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total,
-                   "denominator": PARAMETER_DENOMINATOR},
+        "params": {"trainable": trainable, "total": total, "trainable_pct": share["pct_model"],
+                   "trainable_pct_with_text_encoder": share["pct_with_text"],
+                   "text_encoder_parameters": share["text_encoder_parameters"], "denominator": share["denominators"]},
         "trained": {"adapted_modules": len(built.adapted), "extra_trainable": built.extra_trainable,
                     "epochs": len(log), "final_loss": log[-1]["loss"] if log else None,
                     "selection": SELECTION[train_cfg["selection"]] if sets["val"] is not None else
