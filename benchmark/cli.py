@@ -57,6 +57,13 @@ def cmd_table1(args: argparse.Namespace) -> None:
     print(write_grid_table1(_config(args.config)))
 
 
+def cmd_figures(args: argparse.Namespace) -> None:
+    from benchmark.report.build import write_grid_figures
+
+    for path in write_grid_figures(_config(args.config)):
+        print(path)
+
+
 def cmd_methods(args: argparse.Namespace) -> None:
     import methods
 
@@ -77,12 +84,22 @@ def cmd_params(args: argparse.Namespace) -> None:
     from benchmark.accounting import count_grid, count_paper, to_markdown, write_accounting
 
     if args.config:
-        config = _config(args.config)
+        from benchmark.config import load_config
+
+        config = load_config(args.config, check_paths=False)  # counting needs no data or weights
         counts, out = count_grid(config), Path(args.out or config["figures_dir"])
     else:
         counts, out = count_paper(), Path(args.out or "figures")
     print(to_markdown(counts))
     print(write_accounting(counts, out))
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    from benchmark.cost_paper import compare, to_markdown, write_cost
+
+    records = compare(Path(args.results_dir))
+    print(to_markdown(records))
+    print(write_cost(records, Path(args.out)))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,7 +110,9 @@ def parser() -> argparse.ArgumentParser:
         "cells": (cmd_cells, "list the cell ids of a grid"),
         "data": (cmd_data, "generate (synthetic) or validate one dataset of a grid"),
         "cell": (cmd_cell, "train and evaluate one cell (resumes a killed run; skips a finished one)"),
-        "table1": (cmd_table1, "write figures/table1.{md,csv} from the grid's cell summaries"),
+        "table1": (cmd_table1, "write figures/table1.{md,csv,tex} from the grid's cell summaries"),
+        "figures": (cmd_figures, "write every table and figure of the grid (Table 1 and its statistics, "
+                                 "vs published, SAM2 table, ablation bubble plot) into its figures_dir"),
         "methods": (cmd_methods, "list the registered PEFT methods and their hyper-parameters"),
     }
     for name, (func, text) in commands.items():
@@ -123,6 +142,13 @@ def parser() -> argparse.ArgumentParser:
     params.add_argument("--config", help="grid config YAML: count its backbone x method cells "
                         "(default: the paper's rows as reconstructed in benchmark/report/paper_accounting.yaml)")
     params.add_argument("--out", help="folder for params.csv and params.md (default: the grid's figures_dir, or figures/)")
+    cost_text = ("count GFLOPs of the paper's SAM ViT-B rows (LoRA, SALT: added per image at batch 5; the one-time "
+                 "SVD) and compare them with the paper's 1.24, 79.2, 22.88, 23.52 and 871.8; builds SAM ViT-B at "
+                 "512 px with random weights and decomposes its layers: about 10 minutes on 2 CPU cores")
+    cost = sub.add_parser("cost", help=cost_text, description=cost_text)
+    cost.set_defaults(func=cmd_cost)
+    cost.add_argument("--out", default="figures", help="folder for cost_vs_paper.csv and cost_vs_paper.md (default: %(default)s)")
+    cost.add_argument("--results-dir", default="results", help="where the text embedding is cached (default: %(default)s)")
     return top
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmark.config import validate
 from benchmark.data.layout import DatasetError
-from benchmark.engine.cell import cell_dir, run_cell
+from benchmark.engine.cell import cell_dir, resolve_device, run_cell
 from benchmark.engine.train import CHECKPOINT
 from benchmark.report.build import write_grid_table1
 from tests.conftest import tiny_grid, write_grid
@@ -110,3 +111,19 @@ def test_bad_mask_stops_the_cell_before_training(tmp_path):
     with pytest.raises(DatasetError, match="im1.png"):
         run_cell(config, "unet_tiny-real-s0")
     assert not cell_dir(config, "unet_tiny-real-s0").exists()
+
+
+@pytest.mark.parametrize("device", ["cuda", "auto"])
+def test_gpu_grid_without_a_gpu_stops_before_loading_anything(tmp_path, monkeypatch, device):
+    """The paper's grids (allow_cpu: false) refuse to train on a CPU, naming what to check."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = validate(tiny_grid(tmp_path, device=device, allow_cpu=False))
+    with pytest.raises(RuntimeError, match="no GPU|sees no GPU") as error:
+        run_cell(config, "unet_tiny-bright-s0")
+    assert "allow_cpu: true" in str(error.value) and "CUDA_VISIBLE_DEVICES" in str(error.value)
+    assert not (tmp_path / "results" / "data").exists() and not cell_dir(config, "unet_tiny-bright-s0").exists()
+
+
+def test_cpu_is_used_when_the_grid_allows_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(validate(tiny_grid(tmp_path, device="auto"))) == torch.device("cpu")

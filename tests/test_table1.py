@@ -193,3 +193,26 @@ def test_duplicate_run_is_rejected():
 def test_empty_cells_dir_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path))):
         load_summaries(tmp_path)
+
+
+def test_latex_table_has_booktabs_structure_and_escapes(tmp_path):
+    df = build_table1([summary(*run) for run in RUNS])
+    write_table1(df, tmp_path, note="Grid `tiny`: 50% of 10_000 & more.")
+    tex = (tmp_path / "table1.tex").read_text(encoding="utf-8")
+    lines = tex.splitlines()
+    columns = [column for column in df.columns if column != "Group"]
+    assert rf"\begin{{tabular}}{{{'l' * len(columns)}}}" in lines
+    top, bottom = lines.index(r"\toprule"), lines.index(r"\bottomrule")
+    assert lines[top + 1] == r"Model & Rank & \%Trainable & Bright Dice & Bright HD95 & Dark Dice & Dark HD95 & " \
+        r"Average Dice & Average HD95 & Backbone & Weights & Data \\"
+    titles = [rf"\multicolumn{{{len(columns)}}}{{l}}{{\textbf{{{t}}}}} \\"
+              for t in ("Traditional DL Methods", "Zero-shot", "PEFT methods")]
+    positions = [lines.index(title) for title in titles]
+    assert positions == sorted(positions) and all(lines[p - 1] == r"\midrule" for p in positions)
+    body = [line for line in lines[top + 2:bottom] if line != r"\midrule" and line not in titles]
+    assert len(body) == len(df)  # the markdown table's rows, one line each
+    assert all(line.count(" & ") == len(columns) - 1 and line.endswith(r" \\") for line in body)
+    salt = next(line for line in body if line.startswith("SALT &"))
+    assert r"0.710 $\pm$ 0.014" in salt and r"0.13\% / 12.3K" in salt
+    assert r"\caption{Table 1 reproduced by saltbench. Grid tiny: 50\% of 10\_000 \& more." in tex
+    assert r"\end{tabular}" in lines and r"\end{table}" in lines and "booktabs" in lines[0]

@@ -155,8 +155,8 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
                  "fingerprint": fingerprint, "best": vars(best)}
         atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
         _write_log(Path(out_dir) / "train_log.csv", rows)
-        print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {mean[0]:.4f}, val Dice {val_dice:.4f} ({seconds:.1f} s)",
-              flush=True)
+        scored = "" if validate is None else f", val Dice {val_dice:.4f}"
+        print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {mean[0]:.4f}{scored} ({seconds:.1f} s)", flush=True)
     if best.state is not None:
         load_trainable_state(model, best.state)
     return rows, elapsed, best

@@ -1,11 +1,16 @@
-"""Write the grid's Table 1 with a note that says how every number was measured."""
+"""Write the grid's tables and figures with notes that say how every number was measured."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from benchmark.config import expand_cells
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION
+from benchmark.report.ablation import write_ablation_bubble
+from benchmark.report.cost_table import build_cost_table, write_cost_table
+from benchmark.report.sam2_table import write_sam2_table
 from benchmark.report.table1 import build_table1, load_summaries, write_table1
+from benchmark.report.table1_stats import build_table1_stats, write_table1_stats
+from benchmark.report.vs_published import build_vs_published, write_vs_published
 
 
 def _note(config: dict, summaries: list[dict]) -> str:
@@ -25,15 +30,39 @@ def _note(config: dict, summaries: list[dict]) -> str:
     return "\n\n".join(lines)
 
 
-def write_grid_table1(config: dict) -> Path:
-    """Table 1 over exactly the cells of `config` (other cells in results/ are ignored)."""
+def grid_summaries(config: dict) -> list[dict]:
+    """The summaries of exactly the cells of `config`, in table order (other cells in results/
+    are ignored); an error when any is missing, so no table silently drops a row."""
     wanted = list(expand_cells(config))
-    cells_dir = Path(config["results_dir"]) / "cells"
-    by_id = {s["cell"]: s for s in load_summaries(cells_dir)}
+    by_id = {s["cell"]: s for s in load_summaries(Path(config["results_dir"]) / "cells")}
     missing = [cell for cell in wanted if cell not in by_id]
     if missing:
         raise FileNotFoundError(f"{len(missing)} cell(s) of this grid have no summary yet, e.g. {missing[:3]}")
-    summaries = [by_id[cell] for cell in wanted]
+    return [by_id[cell] for cell in wanted]
+
+
+def write_grid_table1(config: dict) -> Path:
+    """figures/table1.{md,csv,tex} over the grid's cells; returns the markdown path."""
+    summaries = grid_summaries(config)
     out = Path(config["figures_dir"])
     write_table1(build_table1(summaries), out, _note(config, summaries))
     return out / "table1.md"
+
+
+def write_grid_figures(config: dict) -> list[Path]:
+    """Every table and figure of the grid into config["figures_dir"]: Table 1 (md, csv, tex), its
+    statistics, the comparison with the published numbers, the SAM2 table, the cost table and the
+    ablation bubble plot. `config` is validated (benchmark.config.load_config), its `paper` section included."""
+    summaries = grid_summaries(config)
+    out = Path(config["figures_dir"])
+    cells_dir = Path(config["results_dir"]) / "cells"
+    write_table1(build_table1(summaries), out, _note(config, summaries))
+    labels = {s["dataset"]["name"]: s["dataset"]["label"] for s in summaries}
+    return [
+        out / "table1.md", out / "table1.csv", out / "table1.tex",
+        *write_table1_stats(build_table1_stats(summaries, cells_dir), out, labels),
+        *write_vs_published(config, build_vs_published(config, summaries), out),
+        *write_sam2_table(config, summaries, out),
+        *write_cost_table(build_cost_table(summaries, cells_dir), out),
+        write_ablation_bubble(config, summaries, out),
+    ]

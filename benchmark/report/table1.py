@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.io import write_text
+from benchmark.report import latex, markdown
+from benchmark.report.rows import distinct
 
 GROUPS = {"baseline": "Traditional DL Methods", "zero-shot": "Zero-shot", "peft": "PEFT methods"}
 DASH = "–"
@@ -69,22 +71,22 @@ def load_summaries(cells_dir: Path) -> list[dict]:
     return summaries
 
 
-def _defined(values: list) -> list[float]:
+def defined(values: list) -> list[float]:
     """HD95 may be NaN (JSON NaN) or null where it is undefined; both are dropped."""
     return [float(v) for v in values if v is not None and not math.isnan(float(v))]
 
 
-def _over_seeds(values: list, decimals: int) -> str:
+def over_seeds(values: list, decimals: int) -> str:
     """One seed: the value; several: mean ± std over seeds; none defined: a dash."""
-    defined = _defined(values)
-    if not defined:
+    kept = defined(values)
+    if not kept:
         return DASH
-    if len(defined) == 1:
-        return f"{defined[0]:.{decimals}f}"
-    return f"{np.mean(defined):.{decimals}f} ± {np.std(defined, ddof=1):.{decimals}f}"
+    if len(kept) == 1:
+        return f"{kept[0]:.{decimals}f}"
+    return f"{np.mean(kept):.{decimals}f} ± {np.std(kept, ddof=1):.{decimals}f}"
 
 
-def _count(n: int) -> str:
+def count_text(n: int) -> str:
     """Parameter counts as the paper prints them: 12.3K, 6.5M, 1M."""
     for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
         if n >= scale * 0.99995:
@@ -101,11 +103,7 @@ def _trainable(params: dict) -> str:
         return DASH
     value = float(params["trainable_pct"])
     pct = f"{value:.2f}".rstrip("0").rstrip(".") if value >= 0.005 else f"{value:.1g}"
-    return f"{pct}% / {_count(int(params['trainable']))}"
-
-
-def _distinct(values: list[str]) -> str:
-    return "; ".join(dict.fromkeys(values))
+    return f"{pct}% / {count_text(int(params['trainable']))}"
 
 
 def _average(per_dataset: list[float], n_datasets: int, decimals: int) -> str:
@@ -151,7 +149,7 @@ def build_table1(summaries: list[dict]) -> pd.DataFrame:
         record = {
             "Model": method["label"],
             "Rank": DASH if method.get("rank") is None else str(method["rank"]),
-            "%Trainable": _distinct([_trainable(cell["params"]) for cell in cells]),
+            "%Trainable": distinct([_trainable(cell["params"]) for cell in cells]),
         }
         dice_means, hd95_means = [], []
         for dataset, label in datasets.items():
@@ -161,50 +159,53 @@ def build_table1(summaries: list[dict]) -> pd.DataFrame:
                 continue
             dice_values = [run["dice_mean"] for run in runs]
             hd95_values = [run["hd95_mean"] for run in runs]
-            record[f"{label} Dice"] = _over_seeds(dice_values, 3)
-            record[f"{label} HD95"] = _over_seeds(hd95_values, 2)
-            if _defined(dice_values):
-                dice_means.append(float(np.mean(_defined(dice_values))))
-            if _defined(hd95_values):
-                hd95_means.append(float(np.mean(_defined(hd95_values))))
+            record[f"{label} Dice"] = over_seeds(dice_values, 3)
+            record[f"{label} HD95"] = over_seeds(hd95_values, 2)
+            if defined(dice_values):
+                dice_means.append(float(np.mean(defined(dice_values))))
+            if defined(hd95_values):
+                hd95_means.append(float(np.mean(defined(hd95_values))))
         record["Average Dice"] = _average(dice_means, len(datasets), 3)
         record["Average HD95"] = _average(hd95_means, len(datasets), 2)
         record["Backbone"] = backbone
-        record["Weights"] = _distinct([cell["weights"] for cell in cells])
-        record["Data"] = _distinct([cell["dataset"]["data"] for cell in cells])
+        record["Weights"] = distinct([cell["weights"] for cell in cells])
+        record["Data"] = distinct([cell["dataset"]["data"] for cell in cells])
         record["Group"] = method["group"]
         records.append(record)
     return pd.DataFrame.from_records(records)
 
 
-def _markdown(df: pd.DataFrame, note: str) -> str:
-    columns = [column for column in df.columns if column != "Group"]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
-
-    lines = [
-        "# Table 1: Dice and HD95 per dataset (reproduced by saltbench)",
-        "",
-        note.strip(),
-        "",
-        SEED_SPREAD,
-        "",
-        line(columns),
-        "|" + "|".join("---" for _ in columns) + "|",
-    ]
+def _grouped(df: pd.DataFrame, columns: list[str]) -> list[tuple[str, list[list[str]]]]:
+    """(group title, rows) in the paper's group order, empty groups left out."""
+    groups = []
     for group, title in GROUPS.items():
         members = df[df["Group"] == group]
-        if members.empty:
-            continue
-        lines.append(line([f"**{title}**"] + [""] * (len(columns) - 1)))
-        lines.extend(line([row[column] for column in columns]) for _, row in members.iterrows())
+        if not members.empty:
+            groups.append((title, [[row[column] for column in columns] for _, row in members.iterrows()]))
+    return groups
+
+
+def _markdown(df: pd.DataFrame, note: str) -> str:
+    columns = [column for column in df.columns if column != "Group"]
+    lines = ["# Table 1: Dice and HD95 per dataset (reproduced by saltbench)", "", note.strip(), "", SEED_SPREAD, ""]
+    lines += markdown.table(columns, [])
+    for title, rows in _grouped(df, columns):
+        lines.append(markdown.row([f"**{title}**"] + [""] * (len(columns) - 1)))
+        lines.extend(markdown.row(cells) for cells in rows)
     return "\n".join(lines) + "\n"
 
 
+def _latex(df: pd.DataFrame, note: str) -> str:
+    """The markdown table's rows and columns; the note (markdown code marks dropped) is the caption."""
+    columns = [column for column in df.columns if column != "Group"]
+    caption = f"Table 1 reproduced by saltbench. {note.strip().replace('`', '')} {SEED_SPREAD}"
+    return latex.booktabs(columns, _grouped(df, columns), " ".join(caption.split()), "tab:saltbench-table1")
+
+
 def write_table1(df: pd.DataFrame, out_dir: Path, note: str) -> None:
-    """table1.csv (all columns, Group included) and table1.md (paper layout with group rows)."""
+    """table1.csv (all columns, Group included), table1.md and table1.tex (paper layout with group rows)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "table1.csv", df.to_csv(index=False))
     write_text(out_dir / "table1.md", _markdown(df, note))
+    write_text(out_dir / "table1.tex", _latex(df, note))

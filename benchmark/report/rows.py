@@ -1,0 +1,39 @@
+"""Rows of the report tables: which cells make one row, and their mean over seeds."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def row_key(summary: dict) -> str:
+    """The key a config's `paper.rows` uses: a baseline's id, else "<backbone key>/<method id>"."""
+    method = summary["method"]
+    return method["id"] if method["group"] == "baseline" else f"{summary['backbone']}/{method['id']}"
+
+
+def by_row(summaries: list[dict]) -> dict[str, list[dict]]:
+    """Cells per row key, rows in order of first appearance (the grid's table order)."""
+    rows: dict[str, list[dict]] = {}
+    for summary in summaries:
+        rows.setdefault(row_key(summary), []).append(summary)
+    return rows
+
+
+def on_dataset(cells: list[dict], dataset: str) -> list[dict]:
+    return [cell for cell in cells if cell["dataset"]["name"] == dataset]
+
+
+def seed_stats(values: list) -> tuple[float | None, float | None, int]:
+    """(mean, sample std or None with one value, n) over the defined values (NaN/None dropped:
+    an undefined HD95 is not a number to average)."""
+    kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not kept:
+        return None, None, 0
+    std = float(np.std(kept, ddof=1)) if len(kept) > 1 else None
+    return float(np.mean(kept)), std, len(kept)
+
+
+def distinct(values: list[str]) -> str:
+    """Distinct values in first-seen order, joined: provenance columns never hide a mix."""
+    return "; ".join(dict.fromkeys(values))
