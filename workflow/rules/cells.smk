@@ -16,6 +16,8 @@ rule cell:
         lambda wc: RESULTS / "datasets" / f"{CELLS[wc.cell].dataset}.txt",
     output:
         RESULTS / "cells" / "{cell}" / "summary.json",
+        RESULTS / "cells" / "{cell}" / "per_image.csv",
+        RESULTS / "cells" / "{cell}" / "cost.json",
     log:
         RESULTS / "logs" / "cell-{cell}.log",
     params:
