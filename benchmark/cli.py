@@ -112,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
         "cell": (cmd_cell, "train and evaluate one cell (resumes a killed run; skips a finished one)"),
         "table1": (cmd_table1, "write figures/table1.{md,csv,tex} from the grid's cell summaries"),
         "figures": (cmd_figures, "write every table and figure of the grid (Table 1 and its statistics, "
-                                 "vs published, SAM2 table, ablation bubble plot) into its figures_dir"),
+                                 "vs published, SAM2 table, cost table, ablation bubble plot) into its figures_dir"),
         "methods": (cmd_methods, "list the registered PEFT methods and their hyper-parameters"),
     }
     for name, (func, text) in commands.items():
@@ -144,7 +144,7 @@ def parser() -> argparse.ArgumentParser:
     params.add_argument("--out", help="folder for params.csv and params.md (default: the grid's figures_dir, or figures/)")
     cost_text = ("count GFLOPs of the paper's SAM ViT-B rows (LoRA, SALT: added per image at batch 5; the one-time "
                  "SVD) and compare them with the paper's 1.24, 79.2, 22.88, 23.52 and 871.8; builds SAM ViT-B at "
-                 "512 px with random weights and decomposes its layers: about 10 minutes on 2 CPU cores")
+                 "512 px with random weights and decomposes its layers: about 9 minutes on 2 CPU cores")
     cost = sub.add_parser("cost", help=cost_text, description=cost_text)
     cost.set_defaults(func=cmd_cost)
     cost.add_argument("--out", default="figures", help="folder for cost_vs_paper.csv and cost_vs_paper.md (default: %(default)s)")
