@@ -1,5 +1,5 @@
 # Tables and figures are pure functions of the cells' summaries, per-image metrics and costs.
-# The CSVs and the plot go into `snakemake --report` with a caption that says how they were measured.
+# Every file goes into `snakemake --report` with a caption that says how it was measured.
 
 CELL_FILES = ("summary.json", "per_image.csv", "cost.json")
 
@@ -12,16 +12,16 @@ rule figures:
     input:
         [RESULTS / "cells" / cell / name for cell in CELLS for name in CELL_FILES],
     output:
-        FIGURES / "table1.md",
+        captioned("table1.md", "Table 1"),
         captioned("table1.csv", "Table 1"),
-        FIGURES / "table1.tex",
-        FIGURES / "table1_stats.md",
+        captioned("table1.tex", "Table 1"),
+        captioned("table1_stats.md", "Table 1"),
         captioned("table1_stats.csv", "Table 1"),
-        FIGURES / "vs_published.md",
+        captioned("vs_published.md", "Reproduced vs published"),
         captioned("vs_published.csv", "Reproduced vs published"),
-        FIGURES / "sam2_table.md",
+        captioned("sam2_table.md", "SAM2 table"),
         captioned("sam2_table.csv", "SAM2 table"),
-        FIGURES / "cost.md",
+        captioned("cost.md", "Cost"),
         captioned("cost.csv", "Cost"),
         captioned("ablation_bubble.png", "Ablation"),
     params:
