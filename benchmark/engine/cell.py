@@ -137,14 +137,13 @@ def run_cell(config: dict, cell_id: str) -> Path:
     torch.manual_seed(cell.seed)
     built = build_cell_model(cell, config)
     model = built.model.to(device)
-    trainable, total = methods.count_parameters(model)
+    share = trainable_share(model, backbone_spec(config, cell.backbone).get("text_encoder") if cell.backbone else None)
     out.mkdir(parents=True, exist_ok=True)
     log, train_seconds, best = train(model, sets["train"], train_cfg, out, cell.seed, device, cell_fingerprint,
                                      _validation(sets["val"], device, train_cfg["batch_size"]))
     method = {"rank": None, **cell.entry, "id": entry_id(cell.entry), "label": built.label, "group": cell.group}
     save_adapter(out / "adapter.safetensors", model, method=cell.entry, backbone=cell.backbone, weights=built.weights)
     architecture = json.dumps(_architecture(cell, config), sort_keys=True)
-    share = trainable_share(model, backbone_spec(config, cell.backbone).get("text_encoder") if cell.backbone else None)
     training = _training_cost(model, built.adapted, cell, architecture, config)
     merged = methods.merge_model(model)
     cost = cached_gflops(merged, size, architecture, Path(config["results_dir"]) / "cache")
@@ -161,7 +160,7 @@ def run_cell(config: dict, cell_id: str) -> Path:
         "method": method,
         "dataset": {"name": cell.dataset, "label": dataset_cfg.get("label", cell.dataset), "data": data_label(dataset_cfg)},
         "seed": cell.seed,
-        "params": {"trainable": trainable, "total": total, "trainable_pct": share["pct_model"],
+        "params": {"trainable": share["trainable"], "total": share["total"], "trainable_pct": share["pct_model"],
                    "trainable_pct_with_text_encoder": share["pct_with_text"],
                    "text_encoder_parameters": share["text_encoder_parameters"], "denominator": share["denominators"]},
         "trained": {"adapted_modules": len(built.adapted), "extra_trainable": built.extra_trainable,

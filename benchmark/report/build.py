@@ -17,6 +17,7 @@ def _note(config: dict, summaries: list[dict]) -> str:
     weights = sorted({s["weights"] for s in summaries})
     data = sorted({s["dataset"]["data"] for s in summaries})
     commits = sorted({s.get("provenance", {}).get("git_commit", "unknown") for s in summaries})
+    resolutions = sorted({s.get("conventions", {}).get("resolution", "unknown") for s in summaries})
     lines = [
         f"Grid `{config.get('name', 'grid')}`: {len(summaries)} cells, seeds {config['seeds']}, "
         f"{config['train']['epochs']} epochs, batch {config['train']['batch_size']}, lr {config['train']['lr']}, "
@@ -25,6 +26,7 @@ def _note(config: dict, summaries: list[dict]) -> str:
         "Data: " + "; ".join(data) + ".",
         f"Dice: {DICE_CONVENTION}",
         f"HD95: {HD95_CONVENTION}",
+        "Metrics computed at: " + "; ".join(resolutions) + ".",
         "Code: " + ", ".join(commits) + ".",
     ]
     return "\n\n".join(lines)
@@ -41,9 +43,9 @@ def grid_summaries(config: dict) -> list[dict]:
     return [by_id[cell] for cell in wanted]
 
 
-def write_grid_table1(config: dict) -> Path:
-    """figures/table1.{md,csv,tex} over the grid's cells; returns the markdown path."""
-    summaries = grid_summaries(config)
+def write_grid_table1(config: dict, summaries: list[dict] | None = None) -> Path:
+    """figures/table1.{md,csv,tex} over the grid's cells (read unless given); the markdown path."""
+    summaries = grid_summaries(config) if summaries is None else summaries
     out = Path(config["figures_dir"])
     write_table1(build_table1(summaries), out, _note(config, summaries))
     return out / "table1.md"
@@ -56,10 +58,10 @@ def write_grid_figures(config: dict) -> list[Path]:
     summaries = grid_summaries(config)
     out = Path(config["figures_dir"])
     cells_dir = Path(config["results_dir"]) / "cells"
-    write_table1(build_table1(summaries), out, _note(config, summaries))
     labels = {s["dataset"]["name"]: s["dataset"]["label"] for s in summaries}
+    table1 = write_grid_table1(config, summaries)
     return [
-        out / "table1.md", out / "table1.csv", out / "table1.tex",
+        table1, table1.with_suffix(".csv"), table1.with_suffix(".tex"),
         *write_table1_stats(build_table1_stats(summaries, cells_dir), out, labels),
         *write_vs_published(config, build_vs_published(config, summaries), out),
         *write_sam2_table(config, summaries, out),

@@ -5,7 +5,6 @@ table, so the table can be regenerated without retraining anything.
 """
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pandas as pd
 
 from benchmark.io import write_text
 from benchmark.report import latex, markdown
-from benchmark.report.rows import distinct
+from benchmark.report.rows import distinct, seed_stats
 
 GROUPS = {"baseline": "Traditional DL Methods", "zero-shot": "Zero-shot", "peft": "PEFT methods"}
 DASH = "–"
@@ -71,19 +70,15 @@ def load_summaries(cells_dir: Path) -> list[dict]:
     return summaries
 
 
-def defined(values: list) -> list[float]:
-    """HD95 may be NaN (JSON NaN) or null where it is undefined; both are dropped."""
-    return [float(v) for v in values if v is not None and not math.isnan(float(v))]
-
-
 def over_seeds(values: list, decimals: int) -> str:
-    """One seed: the value; several: mean ± std over seeds; none defined: a dash."""
-    kept = defined(values)
-    if not kept:
+    """One seed: the value; several: mean ± std over seeds; none defined (HD95 may be NaN or null
+    where it is undefined): a dash."""
+    mean, std, n = seed_stats(values)
+    if n == 0:
         return DASH
-    if len(kept) == 1:
-        return f"{kept[0]:.{decimals}f}"
-    return f"{np.mean(kept):.{decimals}f} ± {np.std(kept, ddof=1):.{decimals}f}"
+    if std is None:
+        return f"{mean:.{decimals}f}"
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
 def count_text(n: int) -> str:
@@ -161,10 +156,10 @@ def build_table1(summaries: list[dict]) -> pd.DataFrame:
             hd95_values = [run["hd95_mean"] for run in runs]
             record[f"{label} Dice"] = over_seeds(dice_values, 3)
             record[f"{label} HD95"] = over_seeds(hd95_values, 2)
-            if defined(dice_values):
-                dice_means.append(float(np.mean(defined(dice_values))))
-            if defined(hd95_values):
-                hd95_means.append(float(np.mean(defined(hd95_values))))
+            for means, values in ((dice_means, dice_values), (hd95_means, hd95_values)):
+                mean, _, n = seed_stats(values)
+                if n:
+                    means.append(mean)
         record["Average Dice"] = _average(dice_means, len(datasets), 3)
         record["Average HD95"] = _average(hd95_means, len(datasets), 2)
         record["Backbone"] = backbone
