@@ -161,24 +161,28 @@ def count_grid(config: dict, published_rows: dict[str, str] | None = None) -> li
     return counts
 
 
+def paper_grid(data: dict, backbone: str, method: dict, results_dir: Path) -> dict:
+    """A validated one-cell grid: `backbone` of paper_accounting.yaml (`data`) at its input size
+    with random weights, adapted as `method`; what counting parameters or GFLOPs builds."""
+    return validate({
+        "name": "paper-accounting",
+        "results_dir": str(results_dir),
+        "input_size": data["input_size"],
+        "datasets": {"placeholder": PLACEHOLDER_DATASET},
+        "train": {},
+        "backbones": {backbone: {**data["backbones"][backbone], "weights": "random"}},
+        "methods": [method],
+    }, check_paths=False)  # random weights: no checkpoint needs to exist
+
+
 def count_paper(path: Path = PAPER_FILE, results_dir: Path = Path("results")) -> list[Count]:
     """The reconstructed configurations of the paper's rows (paper_accounting.yaml), one per row;
     text embeddings are cached under results_dir/cache as a cell's are."""
     data = yaml.safe_load(Path(path).read_text())
     counts = []
     for row in data["rows"]:
-        backbone = row["backbone"]
-        grid = {
-            "name": "paper-accounting",
-            "results_dir": str(results_dir),
-            "input_size": data["input_size"],
-            "datasets": {"placeholder": PLACEHOLDER_DATASET},
-            "train": {},
-            "backbones": {backbone: data["backbones"][backbone]},
-            "methods": [row["method"]],
-        }
-        # counting builds random weights (count_grid), so no checkpoint needs to exist
-        [count] = count_grid(validate(grid, check_paths=False), {entry_id(row["method"]): row["published"]})
+        grid = paper_grid(data, row["backbone"], row["method"], results_dir)
+        [count] = count_grid(grid, {entry_id(row["method"]): row["published"]})
         count.note = row["note"]
         counts.append(count)
     return counts

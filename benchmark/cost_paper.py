@@ -28,8 +28,8 @@ import yaml
 from torch import nn
 
 import methods
-from benchmark.accounting import PAPER_FILE, PLACEHOLDER_DATASET
-from benchmark.config import entry_id, expand_cells, validate
+from benchmark.accounting import PAPER_FILE, paper_grid
+from benchmark.config import entry_id, expand_cells
 from benchmark.cost_adapters import training_cost
 from benchmark.engine.build import build_cell_model
 from benchmark.io import write_text
@@ -80,16 +80,7 @@ def readings(path: Path = PAPER_FILE) -> list[Reading]:
 
 def build_paper_model(method: dict, results_dir: Path) -> nn.Module:
     """SAM ViT-B at the paper's 512 px with CLIP-sized TAL and random weights, adapted as `method`."""
-    data = yaml.safe_load(PAPER_FILE.read_text())
-    grid = validate({
-        "name": "paper-cost",
-        "results_dir": str(results_dir),
-        "input_size": data["input_size"],
-        "datasets": {"placeholder": PLACEHOLDER_DATASET},
-        "train": {},
-        "backbones": {BACKBONE: {**data["backbones"][BACKBONE], "weights": "random"}},
-        "methods": [method],
-    })
+    grid = paper_grid(yaml.safe_load(PAPER_FILE.read_text()), BACKBONE, method, results_dir)
     [cell] = expand_cells(grid).values()
     return build_cell_model(cell, grid).model
 
