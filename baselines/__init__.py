@@ -1,55 +1,11 @@
-"""Fully trained segmentation networks of Table 1, looked up by name.
+"""Fully trained segmentation networks of Table 1, looked up by name (the contract is base.py).
 
-Every baseline maps an image in [0,1] (B x 3 x S x S) to mask logits (B x 1 x S x S), the same
-contract as the SAM-family models, so one engine trains and evaluates both.
+Importing the package registers every built-in baseline, in Table 1 order.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
-from torch import nn
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """name: config key; label: row name in tables; hparams: accepted keys with defaults."""
-
-    name: str
-    label: str
-    description: str
-    hparams: dict[str, object]
-    build: Callable[[dict, int], nn.Module]
-
-
-REGISTRY: dict[str, Baseline] = {}
-
-
-class UnknownBaselineError(KeyError, ValueError):
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def register(baseline: Baseline) -> Baseline:
-    if baseline.name in REGISTRY and REGISTRY[baseline.name] is not baseline:
-        raise ValueError(f"a different baseline is already registered as {baseline.name!r}")
-    REGISTRY[baseline.name] = baseline
-    return baseline
-
-
-def get_baseline(name: str) -> Baseline:
-    if name not in REGISTRY:
-        raise UnknownBaselineError(f"unknown baseline {name!r}; known baselines: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
-
-def build_baseline(name: str, hparams: dict, input_size: int) -> nn.Module:
-    """Build with the baseline's defaults overridden by `hparams` (already schema-checked keys)."""
-    baseline = get_baseline(name)
-    return baseline.build({**baseline.hparams, **hparams}, input_size)
-
-
-from baselines import unet, unetr, regunet, segnet, deeplabv3plus, segformer  # noqa: E402, I001  (register in Table 1 order)
+from baselines import unet, unetr, regunet, segnet, deeplabv3plus, segformer  # noqa: I001  (register in Table 1 order)
+from baselines.base import REGISTRY, Baseline, UnknownBaselineError, build_baseline, get_baseline, register
 
 __all__ = [
     "REGISTRY", "Baseline", "UnknownBaselineError", "build_baseline", "get_baseline", "register",

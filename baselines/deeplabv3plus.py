@@ -7,7 +7,7 @@ from __future__ import annotations
 import segmentation_models_pytorch as smp
 from torch import nn
 
-from baselines import Baseline, register
+from baselines.base import Baseline, register
 from baselines.smp_models import build_smp
 
 

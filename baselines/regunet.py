@@ -10,7 +10,7 @@ from __future__ import annotations
 from monai.networks.nets import RegUNet
 from torch import nn
 
-from baselines import Baseline, register
+from baselines.base import Baseline, register
 
 
 def build(hparams: dict, input_size: int) -> nn.Module:

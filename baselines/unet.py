@@ -8,7 +8,7 @@ from __future__ import annotations
 from monai.networks.nets import UNet
 from torch import nn
 
-from baselines import Baseline, register
+from baselines.base import Baseline, register
 
 
 def build(hparams: dict, input_size: int) -> nn.Module:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from monai.networks.nets import UNETR
 from torch import nn
 
-from baselines import Baseline, register
+from baselines.base import Baseline, register
 
 PATCH = 16
 

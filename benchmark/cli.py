@@ -17,7 +17,7 @@ def _config(path: str):
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from benchmark.config import expand_cells
+    from benchmark.grid import expand_cells
     from benchmark.data.sources import load_pairs
 
     config = _config(args.config)
@@ -29,7 +29,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_cells(args: argparse.Namespace) -> None:
-    from benchmark.config import expand_cells
+    from benchmark.grid import expand_cells
 
     for cell_id in expand_cells(_config(args.config)):
         print(cell_id)
@@ -81,7 +81,7 @@ def cmd_splits(args: argparse.Namespace) -> None:
 
 
 def cmd_params(args: argparse.Namespace) -> None:
-    from benchmark.accounting import count_grid, count_paper, to_markdown, write_accounting
+    from benchmark.cost.paper_params import count_grid, count_paper, to_markdown, write_accounting
 
     if args.config:
         from benchmark.config import load_config
@@ -95,7 +95,7 @@ def cmd_params(args: argparse.Namespace) -> None:
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
-    from benchmark.cost_paper import compare, to_markdown, write_cost
+    from benchmark.cost.paper_gflops import compare, to_markdown, write_cost
 
     records = compare(Path(args.results_dir))
     print(to_markdown(records))
@@ -140,7 +140,7 @@ def parser() -> argparse.ArgumentParser:
     params = sub.add_parser("params", help=params_text, description=params_text)
     params.set_defaults(func=cmd_params)
     params.add_argument("--config", help="grid config YAML: count its backbone x method cells "
-                        "(default: the paper's rows as reconstructed in benchmark/report/paper_accounting.yaml)")
+                        "(default: the paper's rows as reconstructed in benchmark/cost/paper_accounting.yaml)")
     params.add_argument("--out", help="folder for params.csv and params.md (default: the grid's figures_dir, or figures/)")
     cost_text = ("count GFLOPs of the paper's SAM ViT-B rows (LoRA, SALT: added per image at batch 5; the one-time "
                  "SVD) and compare them with the paper's 1.24, 79.2, 22.88, 23.52 and 871.8; builds SAM ViT-B at "
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
     args = parser().parse_args(argv)
-    from benchmark.config import ConfigError
+    from benchmark.grid import ConfigError
     from benchmark.data.layout import DatasetError
 
     try:

@@ -1,41 +1,21 @@
-"""Grid configs: schema validation, defaults, semantic checks, and expansion into cells.
+"""Grid configs: loading, schema validation, defaults and semantic checks, before any job starts.
 
-A cell is (model, dataset, seed) where model is a backbone + PEFT method or a fully trained
-baseline. The Snakefile and the CLI both expand cells here, so they can never disagree.
+What a validated grid holds (its rows and cells) is grid.py; the checks that build models or
+look at the disk are config_checks.py. This module runs them in order and raises ConfigError.
 """
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from benchmark.config_checks import check_ranks, require_paths
+from benchmark.grid import ROW_KEYS, ConfigError, entry_id, row_keys
+from benchmark.paper.published import published
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
-# Keys of a method/baseline entry that describe the row, not the method's hyper-parameters.
-ROW_KEYS = ("id", "label")
-
-
-class ConfigError(ValueError):
-    """A config that cannot run; raised before any job starts."""
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One unit of work: trained once, evaluated once, written to results/cells/<id>/."""
-
-    id: str
-    seed: int
-    dataset: str
-    group: str  # "baseline", "zero-shot" or "peft"
-    entry: dict  # the method or baseline entry of the config (id, label, name, hparams)
-    backbone: str | None  # key into config["backbones"]; None for baselines
-
-    def hparams(self) -> dict:
-        return {k: v for k, v in self.entry.items() if k not in ROW_KEYS}
 
 
 def _schema() -> dict:
@@ -54,13 +34,6 @@ def _fill_defaults(value: object, schema: dict) -> None:
     if isinstance(extra, dict):
         for key in set(value) - set(schema.get("properties", {})):
             _fill_defaults(value[key], extra)
-
-
-def entry_id(entry: dict) -> str:
-    """Row id of a method/baseline entry: explicit `id`, else name plus rank (lora_r4)."""
-    if "id" in entry:
-        return entry["id"]
-    return f"{entry['name']}_r{entry['rank']}" if "rank" in entry else entry["name"]
 
 
 def _check_entries(config: dict) -> None:
@@ -127,19 +100,8 @@ def _check_subsets(config: dict) -> None:
                 raise ConfigError(f"backbones.{key}.{field}: {unknown} not in this grid; known: {', '.join(known)}")
 
 
-def row_keys(config: dict) -> list[str]:
-    """Every table row of the grid as `paper.rows` names it: `<backbone>/<method id>` or a baseline id."""
-    keys = [entry_id(entry) for entry in config["baselines"]]
-    for cell in expand_cells(config).values():
-        if cell.backbone is not None and f"{cell.backbone}/{entry_id(cell.entry)}" not in keys:
-            keys.append(f"{cell.backbone}/{entry_id(cell.entry)}")
-    return keys
-
-
 def _check_paper(config: dict) -> None:
     """`paper:` may only map rows and datasets the grid has, to published rows that exist."""
-    from benchmark.report.published import published
-
     unknown = [key for key in config["paper"]["datasets"] if key not in config["datasets"]]
     if unknown:
         raise ConfigError(f"paper.datasets: {unknown} not in this grid; known: {', '.join(config['datasets'])}")
@@ -166,8 +128,6 @@ def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> 
         raise ConfigError(f"config invalid at {where}: {error.message}") from None
     _fill_defaults(config, _schema())
     _check_entries(config)
-    from benchmark.config_checks import check_ranks, require_paths  # here: that module imports this one
-
     check_ranks(config)  # every method entry fits the layers it targets (built on the meta device)
     _check_datasets(config)
     _check_subsets(config)
@@ -183,45 +143,3 @@ def load_config(path: str | Path, check_paths: bool = True) -> dict:
         raise ConfigError(f"config file not found: {path}")
     raw = yaml.safe_load(path.read_text()) or {}
     return validate(raw, Path("."), check_paths=check_paths)
-
-
-def _group(entry: dict) -> str:
-    return "zero-shot" if entry["name"] == "frozen" else "peft"
-
-
-def expand_cells(config: dict) -> dict[str, Cell]:
-    """Every cell of the grid, keyed by id, in table order (baselines, then backbone x method)."""
-    cells: dict[str, Cell] = {}
-    for seed in config["seeds"]:
-        for dataset in config["datasets"]:
-            for entry in config["baselines"]:
-                cell = Cell(f"{entry_id(entry)}-{dataset}-s{seed}", seed, dataset, "baseline", entry, None)
-                cells[cell.id] = cell
-            for backbone, spec in config["backbones"].items():
-                if dataset not in spec.get("datasets", config["datasets"]):
-                    continue
-                for entry in config["methods"]:
-                    if entry_id(entry) not in spec.get("methods", [entry_id(e) for e in config["methods"]]):
-                        continue
-                    cell_id = f"{backbone}-{entry_id(entry)}-{dataset}-s{seed}"
-                    cells[cell_id] = Cell(cell_id, seed, dataset, _group(entry), entry, backbone)
-    return cells
-
-
-def backbone_spec(config: dict, key: str) -> dict:
-    """A backbone's model settings, without the lists of rows and datasets it runs (which select
-    cells but do not change any one cell)."""
-    return {k: v for k, v in config["backbones"][key].items() if k not in ("methods", "datasets")}
-
-
-def fingerprint(cell: Cell, config: dict) -> str:
-    """Hash of everything that determines a cell's result; a changed config invalidates old files."""
-    relevant = {
-        "entry": cell.entry,
-        "seed": cell.seed,
-        "dataset": config["datasets"][cell.dataset],
-        "backbone": backbone_spec(config, cell.backbone) if cell.backbone else None,
-        "train": config["train"],
-        "input_size": config["input_size"],
-    }
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from benchmark.config import ROW_KEYS, ConfigError, entry_id
+from benchmark.grid import ROW_KEYS, ConfigError, entry_id
 
 # Where each dataset kind is published (docs/datasets.md has the layout each reader expects).
 DATASET_SOURCES = {

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from test_methods import COMPONENTS, Toy, randomise, toy, toy_input
 
 import methods
-from benchmark.config import ROW_KEYS
+from benchmark.grid import ROW_KEYS
 from benchmark.engine.adapters import (
     FORMAT,
     AdapterMismatchError,

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 import baselines
-from benchmark.config import expand_cells, validate
+from benchmark.config import validate
+from benchmark.grid import expand_cells
 from benchmark.engine.cell import run_cell
 from benchmark.report.build import write_grid_table1
 from tests.conftest import tiny_grid

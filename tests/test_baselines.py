@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from baselines import REGISTRY, build_baseline, get_baseline
 from baselines.smp_models import IMAGENET_MEAN, IMAGENET_STD
-from benchmark.cost import FLOP_COUNTER_MODE, FVCORE, gflops_per_image, parameter_count
+from benchmark.cost.counting import FLOP_COUNTER_MODE, FVCORE, gflops_per_image, parameter_count
 from benchmark.engine.losses import SegmentationObjective
 from benchmark.engine.train import set_train_mode
 

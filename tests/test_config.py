@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.config import ConfigError, expand_cells, validate
+from benchmark.config import validate
+
+from benchmark.grid import ConfigError, expand_cells
 from tests.conftest import tiny_grid
 
 

@@ -9,9 +9,9 @@ from torch import nn
 
 import methods
 from benchmark import cli
-from benchmark.cost import gflops_per_image
-from benchmark.cost_adapters import cached_training_cost, svd_flops, svd_gflops, trainable_share, training_cost
-from benchmark.cost_paper import PUBLISHED, paper_style_salt, paper_style_svd, readings
+from benchmark.cost.counting import gflops_per_image
+from benchmark.cost.training import cached_training_cost, svd_flops, svd_gflops, trainable_share, training_cost
+from benchmark.cost.paper_gflops import PUBLISHED, paper_style_salt, paper_style_svd, readings
 
 SIZE, PATCH, DIM, HIDDEN = 16, 4, 8, 16
 TOKENS = (SIZE // PATCH) ** 2
@@ -148,7 +148,7 @@ def test_readings_cover_every_published_number():
 @pytest.mark.slow
 def test_official_lora_r4_on_sam_vit_b_matches_the_paper(tmp_path):
     """SAM ViT-B at 512, LoRA r4 on qkv, proj, MLP and neck, global attention: 1.2373 vs the paper's 1.24."""
-    from benchmark.cost_paper import build_paper_model, use_global_attention
+    from benchmark.cost.paper_gflops import build_paper_model, use_global_attention
 
     [reading] = [r for r in readings() if r.method["id"] == "lora_r4_official"]
     model = build_paper_model(reading.method, tmp_path)

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from benchmark.cli import main
-from benchmark.config import ConfigError, validate
+from benchmark.config import validate
+from benchmark.grid import ConfigError
 from benchmark.data import arcade, chase, dias, drive, rose, splits, xray_angio
 from benchmark.data.layout import DatasetError, load_image, load_mask, validate_pairs
 from benchmark.data.sources import load_pairs, write_split

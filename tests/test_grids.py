@@ -12,13 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.config import ConfigError, entry_id, expand_cells, row_keys, validate
+from benchmark.config import validate
+
+from benchmark.grid import ConfigError, entry_id, expand_cells, row_keys
 from benchmark.config_checks import check_ranks, missing_paths, require_paths
-from benchmark.report.published import ABLATION_DATASET, SAM2_DATASETS, TABLE1_DATASETS
+from benchmark.paper.published import ABLATION_DATASET, SAM2_DATASETS, TABLE1_DATASETS
 from tests.conftest import tiny_grid
 
 REPO = Path(__file__).resolve().parents[1]
-ACCOUNTING = REPO / "benchmark" / "report" / "paper_accounting.yaml"
+ACCOUNTING = REPO / "benchmark" / "cost" / "paper_accounting.yaml"
 BASELINES = ["unet", "unetr", "regunet", "segnet", "deeplabv3plus", "segformer"]
 PEFT = ["svd", "lora_r4", "lora_r256", "salt_r4", "salt_r256"]
 # cells per seed, from the paper: Table 1 has 6 baselines, SAM and MedSAM zero-shot and 5 PEFT rows

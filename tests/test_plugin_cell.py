@@ -106,11 +106,12 @@ def test_plugin_method_runs_through_the_snakemake_workflow(tmp_path: Path, monke
 
 def check_adapter_reproduces_the_cell(config_path: Path, cell_dir: Path, summary: dict) -> None:
     """A fresh backbone plus the saved adapter gives the cell's parameter count and per-image Dice."""
-    from benchmark.config import expand_cells, load_config
+    from benchmark.config import load_config
+    from benchmark.grid import expand_cells
     from benchmark.data.dataset import VesselDataset, split_pairs
     from benchmark.data.sources import load_pairs
     from benchmark.engine.adapters import load_adapter
-    from benchmark.engine.build import build_cell_model
+    from benchmark.cell_model import build_cell_model
     from benchmark.engine.evaluate import evaluate
     from benchmark.models.litemedsam import COMPONENTS
 

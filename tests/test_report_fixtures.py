@@ -8,7 +8,9 @@ import math
 from pathlib import Path
 from typing import Callable
 
-from benchmark.config import Cell, entry_id, expand_cells, validate
+from benchmark.config import validate
+
+from benchmark.grid import Cell, entry_id, expand_cells
 
 LABELS = {"frozen": "LiteMedSAM (zero-shot)", "lora": "LoRA", "salt": "SALT", "svd": "S-SAM", "unet": "U-Net"}
 METHODS = [

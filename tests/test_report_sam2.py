@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from benchmark.config import expand_cells
+from benchmark.grid import expand_cells
 from benchmark.report.sam2_table import build_sam2_table, sam2_summaries, write_sam2_table
 from tests.test_report_fixtures import cell_summary, make_grid
 

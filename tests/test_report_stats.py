@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from benchmark.config import expand_cells
+from benchmark.grid import expand_cells
 from benchmark.report.stats import holm, min_two_sided_p, wilcoxon_paired
 from benchmark.report.table1_stats import build_table1_stats, write_table1_stats
 from tests.test_report_fixtures import cell_summary, make_grid, write_cell

@@ -7,7 +7,7 @@ import copy
 import pandas as pd
 import pytest
 
-from benchmark.config import expand_cells
+from benchmark.grid import expand_cells
 from benchmark.report.vs_published import NO_COUNTERPART, NOT_RUN, build_vs_published, write_vs_published
 from tests.test_report_fixtures import cell_summary, make_grid
 

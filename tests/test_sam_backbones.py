@@ -13,9 +13,10 @@ from segment_anything.modeling.image_encoder import get_rel_pos
 from torch import nn
 
 import methods
-from benchmark.accounting import PAPER_FILE, count_grid, count_paper
-from benchmark.config import entry_id, expand_cells, validate
-from benchmark.engine.build import build_cell_model
+from benchmark.cost.paper_params import PAPER_FILE, count_grid, count_paper
+from benchmark.config import validate
+from benchmark.grid import entry_id, expand_cells
+from benchmark.cell_model import build_cell_model
 from benchmark.engine.cell import run_cell
 from benchmark.models import BACKBONES, build_backbone, sam, sam2, text
 from benchmark.models.checkpoints import load_checked

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import methods
-from benchmark.config import ROW_KEYS
+from benchmark.grid import ROW_KEYS
 from methods.base import resolve_hparams
 from benchmark.engine.train import trainable_state
 from benchmark.io import atomic_write

@@ -15,14 +15,14 @@ import numpy as np
 import torch
 
 import methods
-from benchmark.config import Cell, backbone_spec, entry_id, expand_cells, fingerprint
-from benchmark.cost import GFLOPS_CONVENTION, cached_gflops
-from benchmark.cost_adapters import cached_training_cost, trainable_share
+from benchmark.grid import Cell, backbone_spec, entry_id, expand_cells, fingerprint
+from benchmark.cost.counting import GFLOPS_CONVENTION, cached_gflops
+from benchmark.cost.training import cached_training_cost, trainable_share
 from benchmark.data.dataset import VesselDataset, split_pairs
 from benchmark.data.layout import DatasetError
 from benchmark.data.sources import data_label, load_pairs
 from benchmark.engine.adapters import save_adapter
-from benchmark.engine.build import build_cell_model
+from benchmark.cell_model import build_cell_model
 from benchmark.engine.evaluate import evaluate, resolution_convention
 from benchmark.engine.train import CHECKPOINT, train
 from benchmark.io import write_json, write_text

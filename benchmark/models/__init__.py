@@ -20,7 +20,7 @@ def build_backbone(cfg: dict, cache_dir: Path) -> Backbone:
     """Build on the CPU, then move the model to the caller's default device.
 
     Some constructors read tensor values (TinyViT's and Hiera's drop-path rates), which the meta
-    device cannot give; parameter counting (benchmark.accounting) sets the meta device as the
+    device cannot give; parameter counting (benchmark.cost.paper_params) sets the meta device as the
     default so that adapters, SVDs included, are then created without storage or cost.
     """
     if cfg["name"] not in BACKBONES:

@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from benchmark.io import atomic_write
-from benchmark.report.paper_map import paper_section
-from benchmark.report.published import ABLATION_DATASET, lookup
+from benchmark.paper.mapping import paper_section
+from benchmark.paper.published import ABLATION_DATASET, lookup
 from benchmark.report.rows import by_row, distinct, on_dataset, seed_stats
 
 MAX_AREA = 1600.0  # points^2 of the largest bubble

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.config import expand_cells
+from benchmark.grid import expand_cells
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION
 from benchmark.report.ablation import write_ablation_bubble
 from benchmark.report.cost_table import build_cost_table, write_cost_table

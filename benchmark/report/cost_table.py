@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.cost import GFLOPS_CONVENTION
-from benchmark.cost_adapters import TRAINING_CONVENTION
+from benchmark.cost.counting import GFLOPS_CONVENTION
+from benchmark.cost.training import TRAINING_CONVENTION
 from benchmark.io import write_text
 from benchmark.report import markdown
 from benchmark.report.rows import by_row

@@ -13,8 +13,8 @@ import pandas as pd
 
 from benchmark.io import write_text
 from benchmark.report import markdown
-from benchmark.report.paper_map import paper_section
-from benchmark.report.published import MEDSAM, ROWS, SAM, SAM2, PublishedRow, half_unit, lookup
+from benchmark.paper.mapping import paper_section
+from benchmark.paper.published import MEDSAM, ROWS, SAM, SAM2, PublishedRow, half_unit, lookup
 from benchmark.report.rows import by_row, distinct, on_dataset, seed_stats
 
 PAPER_EPOCHS = 200

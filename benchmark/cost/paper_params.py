@@ -4,7 +4,7 @@ Counts need no weights: every cell model is built with random weights under the 
 where a parameter has a shape but no storage (the backbone is constructed on the CPU and moved
 there, see models.build_backbone), so decomposing 48 weight matrices of SAM ViT-B for SVD or
 SALT costs nothing. The model is built by the code a cell trains with
-(engine.build.build_cell_model), so the count is the count of what a cell trains.
+(cell_model.build_cell_model), so the count is the count of what a cell trains.
 
 Three percentages are reported. `pct_model` divides by the segmentation model (image encoder,
 prompt encoder, mask decoder, TAL, adapters), as every cell summary does. `pct_with_text` adds
@@ -26,14 +26,15 @@ import torch
 import yaml
 
 import methods
-from benchmark.config import entry_id, expand_cells, validate
-from benchmark.engine.build import build_cell_model
+from benchmark.config import validate
+from benchmark.grid import entry_id, expand_cells
+from benchmark.cell_model import build_cell_model
 from benchmark.io import write_text
 from benchmark.models import sam2
 from benchmark.models.text import encoder_parameters
-from benchmark.report.published import GROUP_TOTAL_M, PublishedRow, half_unit, published
+from benchmark.paper.published import GROUP_TOTAL_M, PublishedRow, half_unit, published
 
-PAPER_FILE = Path(__file__).resolve().parent / "report" / "paper_accounting.yaml"
+PAPER_FILE = Path(__file__).resolve().parent / "paper_accounting.yaml"
 # The published table each backbone's rows are compared with (SAM ViT-B with SAM's own weights).
 TABLES = {"sam_vit_b": "table1", **{arch: "sam2" for arch in sam2.ARCHS}}
 PLACEHOLDER_DATASET = {"kind": "synthetic", "modality": "bright_speckle", "n_train": 1, "n_test": 1}

@@ -1,8 +1,8 @@
 """What PEFT costs while it trains: adapter work, the per-step weight rebuild, the one-time SVD.
 
-The merged model costs what the frozen one does (cost.gflops_per_image); training runs the
+The merged model costs what the frozen one does (counting.gflops_per_image); training runs the
 unmerged model. Its extra work is counted, not looked up by method name: the unmerged and merged
-models are both counted at batch 1 and 2 with the counter of cost.py (fvcore with MAC handles, or
+models are both counted at batch 1 and 2 with the counter of counting.py (fvcore with MAC handles, or
 FlopCounterMode). Every count is linear in the batch, cost(b) = per_batch + b * per_image, so two
 batches separate the work done once per forward pass whatever the batch (SALT's and S-SAM's
 rebuild of W' from U, sigma, V^T, which jit tracing records like any other op) from the work done
@@ -22,7 +22,7 @@ from pathlib import Path
 from torch import nn
 
 import methods
-from benchmark.cost import FLOP_COUNTER_MODE, count_macs, random_images
+from benchmark.cost.counting import FLOP_COUNTER_MODE, count_macs, random_images
 from benchmark.io import write_json
 from benchmark.models.text import encoder_parameters
 

@@ -2,11 +2,11 @@
 
 The paper: LoRA adds 1.24 GFLOPs per image at rank 4 and 79.2 at rank 256; SALT adds 22.88 and
 23.52; the one-time SVD of all SVD/SALT layers is 871.8 GFLOPs. Every row is SAM ViT-B at 512 px
-with random weights (GFLOPs do not depend on them), counted by cost_adapters.training_cost at the
+with random weights (GFLOPs do not depend on them), counted by training.training_cost at the
 paper's batch size of 5. Two kinds of rows:
 
 - "best": the configurations that reproduce the paper's parameter counts
-  (report/paper_accounting.yaml), on SAM as built here (windowed attention in 8 of 12 blocks,
+  (paper_accounting.yaml), on SAM as built here (windowed attention in 8 of 12 blocks,
   each 32 x 32 token grid padded to 42 x 42 for 14 x 14 windows);
 - "official": what the official SALT code runs: every block attends globally over the 1024
   unpadded tokens (its encoder flattens them, so SAM's window partition never runs), LoRA on
@@ -28,10 +28,10 @@ import yaml
 from torch import nn
 
 import methods
-from benchmark.accounting import PAPER_FILE, paper_grid
-from benchmark.config import entry_id, expand_cells
-from benchmark.cost_adapters import training_cost
-from benchmark.engine.build import build_cell_model
+from benchmark.cost.paper_params import PAPER_FILE, paper_grid
+from benchmark.grid import entry_id, expand_cells
+from benchmark.cost.training import training_cost
+from benchmark.cell_model import build_cell_model
 from benchmark.io import write_text
 
 PUBLISHED = {"lora_r4": 1.24, "lora_r256": 79.2, "salt_r4": 22.88, "salt_r256": 23.52, "svd_once": 871.8}

@@ -1,5 +1,5 @@
 """A grid's `paper` section: which of its rows and datasets answer which published numbers
-(checked against the grid and benchmark/report/published.py when the config is validated)."""
+(checked against the grid and benchmark/paper/published.py when the config is validated)."""
 from __future__ import annotations
 
 

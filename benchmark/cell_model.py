@@ -8,7 +8,7 @@ from torch import nn
 
 import baselines
 import methods
-from benchmark.config import Cell
+from benchmark.grid import Cell
 from benchmark.models import build_backbone
 
 
