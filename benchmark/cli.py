@@ -7,6 +7,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from benchmark.allocator import reexec_with_allocator_settings
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.yaml"
 
 
@@ -149,26 +151,26 @@ def parser() -> argparse.ArgumentParser:
     cost.set_defaults(func=cmd_cost)
     cost.add_argument("--out", default="figures", help="folder for cost_vs_paper.csv and cost_vs_paper.md (default: %(default)s)")
     cost.add_argument("--results-dir", default="results", help="where the text embedding is cached (default: %(default)s)")
+    bench_text = ("time a training step and merged inference of frozen, full, S-SAM, LoRA r4/r256, SALT r4/r256 and "
+                  "SALT's literal eq. 4 on SAM ViT-B at 512 px (batch 5) and LiteMedSAM at 256 (batch 2), fp32 and "
+                  "bf16, side by side in one process; prints images/s, ratios to frozen and of bf16 to fp32, peak "
+                  "memory and the device, and writes train_speed.{csv,md}")
+    # its own parser (benchmark.perf.train_speed), so that the other commands need not import it
+    sub.add_parser("bench", help=bench_text + "; options: saltbench bench --help", add_help=False)
     return top
-
-
-# glibc returns large freed blocks to the OS and page-faults them back on every training step;
-# keeping them in the heap makes a LiteMedSAM step on 2 CPU cores about 30% faster (measured).
-ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 36)}
-
-
-def _reexec_with_allocator_settings(argv: list[str]) -> None:
-    """glibc reads these only at process start, so set them and start again, once."""
-    if sys.platform.startswith("linux") and any(k not in os.environ for k in ALLOCATOR_ENV):
-        os.execve(sys.executable, [sys.executable, "-m", "benchmark.cli", *argv], {**ALLOCATOR_ENV, **os.environ})
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "cell":
-        _reexec_with_allocator_settings(argv)
+    if argv and argv[0] in ("cell", "bench"):
+        reexec_with_allocator_settings("benchmark.cli", argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    if argv and argv[0] == "bench":
+        from benchmark.perf import train_speed
+
+        train_speed.main(train_speed.parser().parse_args(argv[1:]))
+        return
     args = parser().parse_args(argv)
     from benchmark.grid import ConfigError
     from benchmark.data.layout import DatasetError

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 # Keys of a method/baseline entry that describe the row, not the method's hyper-parameters.
 ROW_KEYS = ("id", "label")
+# Training settings that change how fast a cell runs, never its result (tests/test_engine.py
+# trains with 0 and 2 DataLoader workers and compares bit for bit): not part of the fingerprint.
+RESULT_FREE_TRAIN_KEYS = ("workers",)
 
 
 class ConfigError(ValueError):
@@ -85,7 +88,7 @@ def fingerprint(cell: Cell, config: dict) -> str:
         "seed": cell.seed,
         "dataset": config["datasets"][cell.dataset],
         "backbone": backbone_spec(config, cell.backbone) if cell.backbone else None,
-        "train": config["train"],
+        "train": {k: v for k, v in config["train"].items() if k not in RESULT_FREE_TRAIN_KEYS},
         "input_size": config["input_size"],
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -27,7 +27,7 @@ from methods.base import DEFAULT_TARGETS, AdaptedLayer, Method, matrix_to_weight
 ENTRY_POINT_GROUP = "saltbench.methods"
 PLUGINS_ENV = "SALTBENCH_PLUGINS"
 OTHER = "other"
-_NOT_METHODS = {"base"}
+_NOT_METHODS = {"base", "svd_cache"}
 
 REGISTRY: dict[str, Method] = {}
 
@@ -58,7 +58,7 @@ def get_method(name: str) -> Method:
 
 
 def _register_package_modules() -> None:
-    """Every public module of this package except base is a method file."""
+    """Every public module of this package except base and svd_cache is a method file."""
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
         if info.name.startswith("_") or info.name in _NOT_METHODS:
             continue

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from methods import svd_cache
+
 SUPPORTED: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
 DEFAULT_TARGETS: tuple[str, ...] = ("attn.qkv", "attn.proj", "mlp")
 
@@ -60,8 +62,13 @@ def thin_svd(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     (sklearn's svd_flip). LAPACK builds may return either sign, and SALT's dense X Y block mixes
     columns, so without a canonical sign an adapter saved on one machine would give a different
     weight when its backbone is decomposed again on another.
+    Cached on disk inside svd_cache.cached_in(directory), keyed by the weight's bytes.
     """
-    u, sigma, vh = torch.linalg.svd(matrix.detach().to(torch.float64), full_matrices=False)
+    return svd_cache.cached(matrix.detach(), _canonical_svd)
+
+
+def _canonical_svd(matrix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    u, sigma, vh = torch.linalg.svd(matrix.to(torch.float64), full_matrices=False)
     signs = torch.sign(u.gather(0, u.abs().argmax(dim=0, keepdim=True)))
     u, vh = u * signs, vh * signs.T
     return u.to(matrix.dtype), sigma.to(matrix.dtype), vh.to(matrix.dtype)
@@ -119,7 +126,11 @@ class AdaptedLayer(nn.Module, ABC):
         return self.weight.new_zeros(())
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layer_forward(x, self.adapted_weight())
+        """The rebuild runs in float32 even under autocast (mixed precision casts only the layer's
+        own product): SVD factors and singular-value updates lose too much in bf16/fp16."""
+        with torch.autocast(x.device.type, enabled=False):
+            weight = self.adapted_weight()
+        return self.layer_forward(x, weight)
 
     def layer_forward(self, x: Tensor, weight: Tensor) -> Tensor:
         """The base layer's operation with a given weight and the frozen bias."""

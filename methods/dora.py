@@ -13,7 +13,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from methods.base import DEFAULT_TARGETS, Method, adapt, component_overrides, matrix_to_weight, resolve_hparams, weight_matrix
+from methods.base import (
+    DEFAULT_TARGETS,
+    AdaptedLayer,
+    Method,
+    adapt,
+    component_overrides,
+    matrix_to_weight,
+    resolve_hparams,
+    weight_matrix,
+)
 from methods.lora import LoRALayer
 
 
@@ -30,7 +39,9 @@ class DoRALayer(LoRALayer):
         return matrix_to_weight(direction * (self.magnitude / norm)[:, None], self.weight.shape)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.layer_forward(x, self.adapted_weight())
+        """Through the rebuilt weight, as AdaptedLayer (LoRALayer's separate branch cannot apply the
+        per-row magnitude); the rebuild runs in float32 under autocast."""
+        return AdaptedLayer.forward(self, x)
 
 
 HPARAMS: dict[str, object] = {

@@ -20,7 +20,7 @@ from benchmark.engine.train import train, trainable_state
 from tests.conftest import tiny_grid
 
 CFG = {"epochs": 3, "batch_size": 2, "lr": 1e-2, "weight_decay": 0.0, "lr_step_epochs": 1, "lr_gamma": 0.5,
-       "reg_weight": 0.0}
+       "reg_weight": 0.0, "precision": "fp32", "workers": 0}
 
 
 @pytest.fixture

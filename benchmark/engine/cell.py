@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 import methods
+from methods import svd_cache
 from benchmark.grid import Cell, backbone_spec, entry_id, expand_cells, fingerprint
 from benchmark.cost.counting import GFLOPS_CONVENTION, cached_gflops
 from benchmark.cost.training import cached_training_cost, trainable_share
@@ -24,6 +25,7 @@ from benchmark.data.sources import data_label, load_pairs
 from benchmark.engine.adapters import save_adapter
 from benchmark.cell_model import build_cell_model
 from benchmark.engine.evaluate import evaluate, resolution_convention
+from benchmark.engine.precision import enable_tf32
 from benchmark.engine.train import CHECKPOINT, train
 from benchmark.io import write_json, write_text
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
@@ -95,11 +97,12 @@ def _datasets(cell: Cell, config: dict) -> dict[str, VesselDataset | None]:
     return {"train": dataset("train", train_cfg["augment"]), "val": val, "test": dataset("test", False)}
 
 
-def _validation(val_set: VesselDataset | None, device: torch.device, batch_size: int):
+def _validation(val_set: VesselDataset | None, device: torch.device, train_cfg: dict):
     """model -> mean validation Dice, or None when the cell does no model selection."""
     if val_set is None:
         return None
-    return lambda model: float(np.nanmean([row["dice"] for row in evaluate(model, val_set, device, batch_size)]))
+    return lambda model: float(np.nanmean([row["dice"] for row in evaluate(
+        model, val_set, device, train_cfg["batch_size"], precision=train_cfg["precision"])]))
 
 
 def _training_cost(model: torch.nn.Module, adapted: list[str], cell: Cell, architecture: str,
@@ -134,13 +137,15 @@ def run_cell(config: dict, cell_id: str) -> Path:
     size = config["input_size"]
     sets = _datasets(cell, config)
 
+    enable_tf32(device)
     torch.manual_seed(cell.seed)
-    built = build_cell_model(cell, config)
+    with svd_cache.cached_in(Path(config["results_dir"]) / "cache" / "svd"):
+        built = build_cell_model(cell, config)
     model = built.model.to(device)
     share = trainable_share(model, backbone_spec(config, cell.backbone).get("text_encoder") if cell.backbone else None)
     out.mkdir(parents=True, exist_ok=True)
     log, train_seconds, best = train(model, sets["train"], train_cfg, out, cell.seed, device, cell_fingerprint,
-                                     _validation(sets["val"], device, train_cfg["batch_size"]))
+                                     _validation(sets["val"], device, train_cfg))
     method = {"rank": None, **cell.entry, "id": entry_id(cell.entry), "label": built.label, "group": cell.group}
     save_adapter(out / "adapter.safetensors", model, method=cell.entry, backbone=cell.backbone, weights=built.weights)
     architecture = json.dumps(_architecture(cell, config), sort_keys=True)
@@ -149,7 +154,8 @@ def run_cell(config: dict, cell_id: str) -> Path:
     cost = cached_gflops(merged, size, architecture, Path(config["results_dir"]) / "cache")
     write_json(out / "cost.json", {**share, "gflops_inference": cost["gflops"], "counter": cost["counter"],
                                    "convention": GFLOPS_CONVENTION, "training": training})
-    rows = evaluate(merged, sets["test"], device, train_cfg["batch_size"], resolution=train_cfg["metrics_resolution"])
+    rows = evaluate(merged, sets["test"], device, train_cfg["batch_size"], resolution=train_cfg["metrics_resolution"],
+                    precision=train_cfg["precision"])
     write_text(out / "per_image.csv", _per_image_csv(rows))
     summary = {
         "cell": cell.id,
@@ -179,6 +185,7 @@ def run_cell(config: dict, cell_id: str) -> Path:
             "versions": versions(),
             "git_commit": git_commit(),
             "device": device_name(device),
+            "precision": train_cfg["precision"],
             "train_seconds": round(train_seconds, 2),
             "wall_seconds_last_run": round(time.perf_counter() - wall, 2),
             "peak_memory": peak_memory_mb(device),

@@ -9,6 +9,7 @@ from torch import nn
 
 from benchmark.data.dataset import VesselDataset
 from benchmark.data.transforms import resized_shape
+from benchmark.engine.precision import autocast
 from benchmark.metrics import score
 
 RESOLUTIONS = ("network", "native")
@@ -32,8 +33,9 @@ def native_prediction(logits: torch.Tensor, orig_size: tuple[int, int], size: in
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: VesselDataset, device: torch.device, batch_size: int,
-             resolution: str = "network") -> list[dict]:
-    """One row per test image: id, dice, hd95 (NaN where HD95 is undefined), at `resolution`."""
+             resolution: str = "network", precision: str = "fp32") -> list[dict]:
+    """One row per test image: id, dice, hd95 (NaN where HD95 is undefined), at `resolution`.
+    The forward pass runs in `precision`; logits are thresholded and scored in float32."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown metrics resolution {resolution!r}; allowed: {', '.join(RESOLUTIONS)}")
     model.eval()
@@ -41,7 +43,8 @@ def evaluate(model: nn.Module, dataset: VesselDataset, device: torch.device, bat
     for start in range(0, len(dataset), batch_size):
         indices = range(start, min(start + batch_size, len(dataset)))
         items = [dataset[i] for i in indices]
-        logits = model(torch.stack([it["image"] for it in items]).to(device))[:, 0].cpu()
+        with autocast(precision, device):
+            logits = model(torch.stack([it["image"] for it in items]).to(device))[:, 0].float().cpu()
         for index, item, item_logits in zip(indices, items, logits):
             if resolution == "network":
                 prediction, truth = (item_logits > 0).numpy(), item["mask"][0].numpy() > 0.5

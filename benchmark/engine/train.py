@@ -1,7 +1,9 @@
 """Training with per-epoch checkpoints, so a killed cell resumes where it stopped.
 
 Every source of randomness inside an epoch (batch order, augmentation, dropout) is seeded from
-(seed, epoch), so a resumed run repeats exactly what an uninterrupted one would have done.
+(seed, epoch), so a resumed run repeats exactly what an uninterrupted one would have done, and
+DataLoader workers (`train.workers`) assemble the same batches as the training process would.
+Forward and loss run in `train.precision` (engine.precision); weights and optimizer stay float32.
 With a validation function, each epoch is scored on the validation images and the trainable state
 of the best epoch is kept (in the checkpoint too) and restored at the end: model selection.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +21,11 @@ from typing import Callable
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import DataLoader
 
 from benchmark.data.dataset import VesselDataset
 from benchmark.engine.losses import SegmentationObjective
+from benchmark.engine.precision import autocast, grad_scaler
 from benchmark.io import atomic_write, write_text
 
 CHECKPOINT = "checkpoint.pt"
@@ -75,16 +80,38 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def _batches(dataset: VesselDataset, batch_size: int, generator: torch.Generator):
-    """Shuffled batches; a trailing batch of one image joins the previous batch, because
+def _batch_indices(count: int, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Shuffled batches of indices; a trailing batch of one image joins the previous batch, because
     BatchNorm in training mode (e.g. DeepLabV3+'s ASPP pooling branch) cannot take a single image."""
-    order = torch.randperm(len(dataset), generator=generator).tolist()
+    order = torch.randperm(count, generator=generator).tolist()
     starts = list(range(0, len(order), batch_size))
     if len(starts) > 1 and len(order) - starts[-1] == 1:
         starts.pop()
-    for start, stop in zip(starts, starts[1:] + [len(order)]):
-        items = [dataset[i] for i in order[start:stop]]
-        yield torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items])
+    return [order[start:stop] for start, stop in zip(starts, starts[1:] + [len(order)])]
+
+
+def _stack(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items])
+
+
+def default_workers(device: torch.device) -> int:
+    """DataLoader workers when train.workers is unset: none on a CPU, where workers would take cores
+    from the training step itself; on a GPU enough to decode-free augment ahead of the step."""
+    if device.type == "cpu":
+        return 0
+    return max(1, min(4, len(os.sched_getaffinity(0)) - 1))
+
+
+def epoch_loader(dataset: VesselDataset, batch_size: int, seed: int, epoch: int, workers: int,
+                 device: torch.device) -> DataLoader:
+    """The batches of one epoch, assembled by `workers` processes (0: in this one) into pinned memory
+    on CUDA. Batch order comes from rng(seed, epoch) and each image's augmentation from
+    rng(seed, epoch, index) (VesselDataset), so the batches are the same whatever `workers` is."""
+    dataset.set_epoch(epoch)
+    order = _batch_indices(len(dataset), batch_size, torch.Generator().manual_seed(epoch_seed(seed, epoch)))
+    return DataLoader(dataset, batch_sampler=order, num_workers=workers, collate_fn=_stack,
+                      pin_memory=device.type == "cuda",
+                      generator=torch.Generator().manual_seed(epoch_seed(seed, epoch)))
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
@@ -111,6 +138,8 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
         return [], 0.0, Best()
     optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg["lr_step_epochs"], gamma=cfg["lr_gamma"])
+    scaler = grad_scaler(cfg["precision"], device)
+    workers = default_workers(device) if cfg["workers"] is None else cfg["workers"]
     objective = SegmentationObjective(cfg["reg_weight"])
     checkpoint = Path(out_dir) / CHECKPOINT
     rows: list[dict] = []
@@ -124,34 +153,36 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
         load_trainable_state(model, state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
         rows, elapsed, start_epoch = state["log"], state["elapsed"], state["epoch"]
         best = Best(**state["best"])
     for epoch in range(start_epoch, cfg["epochs"]):
         began = time.perf_counter()
         set_train_mode(model)
-        dataset.set_epoch(epoch)
         torch.manual_seed(epoch_seed(seed, epoch))
-        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-        totals = torch.zeros(3)
+        totals = torch.zeros(3, device=device)
         steps = 0
-        for image, mask in _batches(dataset, cfg["batch_size"], generator):
-            loss, seg, reg = objective(model, model(image.to(device)), mask.to(device))
+        for image, mask in epoch_loader(dataset, cfg["batch_size"], seed, epoch, workers, device):
+            image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
+            with autocast(cfg["precision"], device):
+                loss, seg, reg = objective(model, model(image).float(), mask)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            totals += torch.stack([loss.detach(), seg.detach(), reg.detach()]).cpu()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            totals += torch.stack([loss.detach(), seg.detach(), reg.detach()])
             steps += 1
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         seconds = time.perf_counter() - began
         elapsed += seconds
-        mean = (totals / max(steps, 1)).tolist()
+        mean = (totals / max(steps, 1)).cpu().tolist()
         val_dice = validate(model) if validate is not None else math.nan
         if validate is not None:
             best.offer(epoch + 1, val_dice, model)
         rows.append(dict(zip(LOG_FIELDS, (epoch + 1, lr, *mean, val_dice, round(seconds, 2)))))
         state = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "log": rows, "elapsed": elapsed, "epoch": epoch + 1,
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "log": rows, "elapsed": elapsed, "epoch": epoch + 1,
                  "fingerprint": fingerprint, "best": vars(best)}
         atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
         _write_log(Path(out_dir) / "train_log.csv", rows)

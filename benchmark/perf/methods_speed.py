@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import platform
 import sys
 import time
@@ -26,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 import methods
-from benchmark.cli import ALLOCATOR_ENV
+from benchmark.allocator import reexec_with_allocator_settings
 from methods.base import matrix_to_weight
 from methods.salt import SALTLayer
 
@@ -121,8 +120,7 @@ def check_direct_matches(models: dict[str, Block], inputs: dict[str, Tensor]) ->
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if sys.platform.startswith("linux") and any(key not in os.environ for key in ALLOCATOR_ENV):
-        os.execve(sys.executable, [sys.executable, "-m", "benchmark.perf.methods_speed", *argv], {**ALLOCATOR_ENV, **os.environ})
+    reexec_with_allocator_settings("benchmark.perf.methods_speed", argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=1024)

@@ -1,0 +1,297 @@
+"""Training-step and merged-inference speed of every PEFT method on whole models, side by side.
+
+    saltbench bench [--device cuda] [--backbones sam_vit_b litemedsam] [--precisions fp32 bf16] ...
+
+For each backbone (SAM ViT-B at 512 px, batch 5, with config/paper.yaml's backbone and method rows;
+LiteMedSAM at 256 px, batch 2, with config/default.yaml's) and each method (frozen, full, S-SAM,
+LoRA r4/r256, SALT r4/r256, and SALT with eq. 4 rebuilt literally), the model is built as a cell
+builds it (cell_model.build_cell_model: the paper's trainable set, TAL, norms), then timed for a few
+AdamW steps of the cell's objective on random images under each precision, and its merged model
+for a few inference batches. Every number comes from the same process on the same device; ratios
+are to `frozen` at the same precision and of bf16 to fp32 for the same method. SAM weights are
+random (speed does not depend on them); SVD factors go through the on-disk cache, and each row says
+how many factorisations its build computed and how long the build took.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import io
+import os
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import methods
+from benchmark.config import load_config
+from benchmark.cell_model import build_cell_model
+from benchmark.engine.losses import SegmentationObjective
+from benchmark.engine.precision import autocast, enable_tf32, grad_scaler
+from benchmark.engine.train import set_train_mode
+from benchmark.grid import Cell, entry_id
+from benchmark.allocator import reexec_with_allocator_settings
+from benchmark.io import write_text
+from benchmark.perf.methods_speed import DirectSALTLayer, cpu_name, synchronise
+from methods import svd_cache
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A backbone as a grid defines it, at the grid's input size, with a batch size."""
+
+    grid: Path
+    backbone: str
+    batch: int
+
+
+SETUPS = {
+    "sam_vit_b": Setup(REPO / "config" / "paper.yaml", "sam_vit_b", 5),
+    "litemedsam": Setup(REPO / "config" / "default.yaml", "litemedsam", 2),
+}
+METHOD_ROWS = ("frozen", "full", "svd", "lora_r4", "lora_r256", "salt_r4", "salt_r256", "salt_literal_r4",
+               "salt_literal_r256")
+COLUMNS = ("backbone", "input", "batch", "method", "precision", "build_s", "svd_computed", "trainable",
+           "train_images_per_s", "train_x_frozen", "bf16_over_fp32", "peak_memory_mb", "memory_kind",
+           "infer_images_per_s", "infer_x_frozen", "device")
+
+
+def method_entry(config: dict, row: str) -> tuple[dict, bool]:
+    """The grid's entry for `row` (its first entry of that method, at the row's rank), and whether
+    SALT's rebuild is swapped for the literal eq. 4 product."""
+    literal = row.startswith("salt_literal")
+    name, _, rank = row.replace("salt_literal", "salt").partition("_r")
+    if name == "full":
+        return {"id": "full", "name": "full"}, False
+    entries = [e for e in config["methods"] if e["name"] == name]
+    if not entries:
+        raise SystemExit(f"{row}: the grid has no {name!r} method to take its targets from")
+    entry = dict(next((e for e in entries if str(e.get("rank")) == rank), entries[0]))
+    if rank:
+        entry["rank"] = int(rank)
+    entry["id"] = row
+    return entry, literal
+
+
+def grid_for_bench(setup: Setup, cache: Path) -> dict:
+    """The setup's grid with random SAM weights (speed does not depend on them) and the text
+    embedding cached under `cache`; nothing else changes."""
+    config = load_config(setup.grid, check_paths=False)
+    backbone = config["backbones"][setup.backbone]
+    if backbone["name"] != "litemedsam":  # LiteMedSAM's real weights are installed; SAM's are downloads
+        backbone["weights"] = "random"
+        if backbone.get("text_checkpoint"):
+            backbone["text_checkpoint"] = "random"
+    config["results_dir"] = str(cache)
+    return config
+
+
+def build(setup: Setup, config: dict, row: str, cache: Path) -> tuple[nn.Module, float, int]:
+    """(model, build seconds, SVD factorisations computed) for one method row."""
+    entry, literal = method_entry(config, row)
+    cell = Cell(f"bench-{row}", 0, next(iter(config["datasets"])), "zero-shot" if entry["name"] == "frozen" else "peft",
+                entry, setup.backbone)
+    svd_dir = cache / "svd"
+    before = len(list(svd_dir.glob("svd-*"))) if svd_dir.exists() else 0
+    torch.manual_seed(0)  # the same frozen weights for every row, so S-SAM and SALT share factors
+    began = time.perf_counter()
+    with svd_cache.cached_in(svd_dir):
+        model = build_cell_model(cell, config).model
+    seconds = time.perf_counter() - began
+    if literal:
+        for layer in methods.adapted_layers(model).values():
+            layer.__class__ = DirectSALTLayer  # same tensors, U ReLU(Sigma') V^T rebuilt literally
+    computed = (len(list(svd_dir.glob("svd-*"))) if svd_dir.exists() else 0) - before
+    return model, seconds, computed
+
+
+def _reset_peak(device: torch.device) -> str:
+    """Start a per-row memory peak on CUDA. On a CPU the process's peak RSS is all there is, and it
+    never falls (the allocator settings keep freed memory), so rows after a large one repeat its peak."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return "accelerator peak allocated, per row"
+    return "host peak RSS of the process so far (monotone, not per row)"
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_speed(model: nn.Module, size: int, batch: int, precision: str, device: torch.device, warmup: int,
+                steps: int) -> float:
+    """Fastest seconds of one AdamW step (forward, objective, backward, update) over `steps` steps
+    after `warmup` untimed ones: the step least disturbed by anything else on the machine."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4) if params else None
+    scaler = grad_scaler(precision, device)
+    objective = SegmentationObjective(0.01)
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(batch, 3, size, size, generator=generator).to(device)
+    mask = (torch.rand(batch, 1, size, size, generator=generator) > 0.9).float().to(device)
+    set_train_mode(model)
+    times = []
+    for index in range(warmup + steps):
+        synchronise(device)
+        began = time.perf_counter()
+        with autocast(precision, device):
+            loss, _, _ = objective(model, model(image).float(), mask)
+        if optimizer is not None:
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        synchronise(device)
+        if index >= warmup:
+            times.append(time.perf_counter() - began)
+    return min(times)
+
+
+@torch.no_grad()
+def inference_speeds(models: dict[str, nn.Module], size: int, batch: int, precision: str, device: torch.device,
+                     warmup: int, steps: int) -> dict[str, float]:
+    """Fastest seconds of one forward pass of each merged model (eval, no gradients), timed
+    round-robin over the models so that a disturbance spreads over all of them."""
+    image = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
+    times: dict[str, list[float]] = {row: [] for row in models}
+    for model in models.values():
+        model.eval()
+    for index in range(warmup + steps):
+        for row, model in models.items():
+            synchronise(device)
+            began = time.perf_counter()
+            with autocast(precision, device):
+                model(image)
+            synchronise(device)
+            if index >= warmup:
+                times[row].append(time.perf_counter() - began)
+    return {row: min(values) for row, values in times.items()}
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    enable_tf32(device)
+    cache = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="saltbench-bench-"))
+    records = []
+    for name in args.backbones:
+        setup = SETUPS[name]
+        batch = args.batch or setup.batch
+        config = grid_for_bench(setup, cache)
+        size = config["input_size"]
+        merged: dict[str, nn.Module] = {}
+        rows = []
+        for row in args.methods:
+            model, build_seconds, computed = build(setup, config, row, cache)
+            model = model.to(device)
+            trainable, _ = methods.count_parameters(model)
+            merged[row] = methods.merge_model(copy.deepcopy(model)).to(device)
+            for precision in args.precisions:
+                kind = _reset_peak(device)
+                step = train_speed(model, size, batch, precision, device, args.warmup, args.steps)
+                peak = _peak_mb(device)
+                rows.append({
+                    "backbone": name, "input": size, "batch": batch, "method": row, "precision": precision,
+                    "build_s": round(build_seconds, 1), "svd_computed": computed, "trainable": trainable,
+                    "train_images_per_s": batch / step, "peak_memory_mb": round(peak), "memory_kind": kind,
+                    "device": device_label(device),
+                })
+                print(f"{name} {row} {precision}: {batch / step:.3f} train images/s, peak {peak:.0f} MB ({kind}); "
+                      f"build {build_seconds:.1f} s, {computed} SVDs computed", flush=True)
+            del model
+        for precision in args.precisions:
+            seconds = inference_speeds(merged, size, batch, precision, device, args.warmup, args.steps)
+            for record in rows:
+                if record["precision"] == precision:
+                    record["infer_images_per_s"] = batch / seconds[record["method"]]
+        records += rows
+        del merged
+    return _with_ratios(records)
+
+
+def _with_ratios(records: list[dict]) -> list[dict]:
+    """Each row's speed over `frozen` at the same (backbone, precision), and bf16 over fp32."""
+    by_key = {(r["backbone"], r["method"], r["precision"]): r for r in records}
+    for record in records:
+        frozen = by_key.get((record["backbone"], "frozen", record["precision"]))
+        fp32 = by_key.get((record["backbone"], record["method"], "fp32"))
+        record["train_x_frozen"] = "" if frozen is None else round(frozen["train_images_per_s"] / record["train_images_per_s"], 3)
+        record["infer_x_frozen"] = "" if frozen is None else round(frozen["infer_images_per_s"] / record["infer_images_per_s"], 3)
+        record["bf16_over_fp32"] = ("" if fp32 is None or record["precision"] == "fp32" else
+                                    round(record["train_images_per_s"] / fp32["train_images_per_s"], 3))
+        record["train_images_per_s"] = round(record["train_images_per_s"], 3)
+        record["infer_images_per_s"] = round(record["infer_images_per_s"], 3)
+    return records
+
+
+def to_csv(records: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()
+
+
+def to_markdown(records: list[dict], args: argparse.Namespace) -> str:
+    header = ("backbone", "method", "precision", "train img/s", "step x frozen", "bf16 speed-up",
+              "peak MB", "merged inference img/s", "inference x frozen", "build s (SVDs)")
+    lines = [f"Device: {records[0]['device']}. Fastest of {args.steps} steps after {args.warmup} warm-up (inference: "
+             "round-robin over the merged models); "
+             f"x frozen = time per image over frozen's at the same precision (1.00 = as fast); peak memory: "
+             f"{records[0]['memory_kind']}.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in records:
+        cells = (f"{r['backbone']} @{r['input']} b{r['batch']}", r["method"], r["precision"], f"{r['train_images_per_s']:.3f}",
+                 f"{r['train_x_frozen']:.2f}", "" if r["bf16_over_fp32"] == "" else f"{r['bf16_over_fp32']:.2f}",
+                 str(r["peak_memory_mb"]), f"{r['infer_images_per_s']:.2f}", f"{r['infer_x_frozen']:.3f}",
+                 f"{r['build_s']} ({r['svd_computed']})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def parser() -> argparse.ArgumentParser:
+    command = argparse.ArgumentParser(prog="saltbench bench", description=__doc__.splitlines()[0])
+    command.add_argument("--device", default="auto", help="cpu, cuda or auto (default: %(default)s)")
+    command.add_argument("--backbones", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    command.add_argument("--methods", nargs="+", default=list(METHOD_ROWS), choices=list(METHOD_ROWS))
+    command.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
+    command.add_argument("--batch", type=int, default=0, help="override every backbone's batch size (default: 5 for "
+                         "SAM ViT-B, 2 for LiteMedSAM, the grids' own)")
+    command.add_argument("--warmup", type=int, default=2, help="untimed steps per row (default: %(default)s)")
+    command.add_argument("--steps", type=int, default=5, help="timed steps per row (default: %(default)s)")
+    command.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: every core this process may use)")
+    command.add_argument("--cache", help="SVD and text-embedding cache folder (default: a new temporary one, so the "
+                         "first S-SAM/SALT build of a backbone computes its SVDs and later ones reuse them)")
+    command.add_argument("--out", default="figures/bench", help="folder for train_speed.{csv,md} (default: %(default)s)")
+    return command
+
+
+def main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    records = run(args)
+    table = to_markdown(records, args)
+    print("\n" + table)
+    out = Path(args.out)
+    write_text(out / "train_speed.csv", to_csv(records))
+    write_text(out / "train_speed.md", table)
+    print(out / "train_speed.csv")
+
+
+if __name__ == "__main__":
+    reexec_with_allocator_settings("benchmark.perf.train_speed", sys.argv[1:])
+    main(parser().parse_args(sys.argv[1:]))
