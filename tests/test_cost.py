@@ -116,6 +116,16 @@ def test_cache_is_keyed_by_spec_size_and_batch(tmp_path):
     assert len(list(tmp_path.iterdir())) == 2
 
 
+def test_methods_of_one_architecture_share_the_merged_count(tmp_path):
+    lora, salt = adapted({"name": "lora", "rank": 2}), adapted({"name": "salt", "rank": 2})
+    shared = {key: cached_training_cost(model, SIZE, 2, key, tmp_path, architecture="tiny")
+              for key, model in (("tiny/lora2", lora), ("tiny/salt2", salt))}
+    assert len(list(tmp_path.glob("merged-fit-*.json"))) == 1
+    for key, model in (("tiny/lora2", lora), ("tiny/salt2", salt)):
+        fresh = training_cost(model, SIZE, 2)
+        assert {k: v for k, v in shared[key].items() if k != "key"} == pytest.approx(fresh)
+
+
 def test_trainable_share_names_both_denominators():
     model = adapted({"name": "lora", "rank": 2})
     share = trainable_share(model, "all-MiniLM-L6-v2")

@@ -18,6 +18,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
+from typing import Callable
 
 from torch import nn
 
@@ -58,23 +59,28 @@ def _linear_fit(model: nn.Module, input_size: int, counter: str | None) -> tuple
     return 2 * one - two, two - one, used
 
 
-def training_cost(model: nn.Module, input_size: int, batch_size: int) -> dict[str, float | int | str]:
+Fit = Callable[[nn.Module, int, "str | None"], tuple[float, float, str]]
+
+
+def training_cost(model: nn.Module, input_size: int, batch_size: int,
+                  merged_fit: Fit = _linear_fit) -> dict[str, float | int | str]:
     """GFLOPs of the unmerged adapted `model` (left unchanged) per image at `batch_size`.
 
     gflops_step_per_image: forward with the adapters, rebuild amortised over the batch;
     gflops_merged_per_image: the merged model at the same batch; gflops_added_per_image: the
     difference, = gflops_adapters_per_image (work per image, e.g. LoRA's branch) +
-    gflops_rebuild_per_batch / batch_size; gflops_svd_once: see svd_gflops.
+    gflops_rebuild_per_batch / batch_size; gflops_svd_once: see svd_gflops. `merged_fit` counts
+    the merged model (a cache of it may be given: every method of a backbone merges to the same layers).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     merged = methods.merge_model(copy.deepcopy(model))
     batch_a, image_a, counter = _linear_fit(model, input_size, None)
-    batch_m, image_m, counter_m = _linear_fit(merged, input_size, None)
+    batch_m, image_m, counter_m = merged_fit(merged, input_size, None)
     if counter_m != counter:  # one counter for every count that is subtracted
         counter = FLOP_COUNTER_MODE
         batch_a, image_a, _ = _linear_fit(model, input_size, counter)
-        batch_m, image_m, _ = _linear_fit(merged, input_size, counter)
+        batch_m, image_m, _ = merged_fit(merged, input_size, counter)
     step, base = image_a + batch_a / batch_size, image_m + batch_m / batch_size
     return {
         "gflops_step_per_image": 2 * step / 1e9,
@@ -91,14 +97,25 @@ def training_cost(model: nn.Module, input_size: int, batch_size: int) -> dict[st
 
 
 def cached_training_cost(model: nn.Module, input_size: int, batch_size: int, key: str,
-                         cache_dir: Path) -> dict[str, float | int | str]:
+                         cache_dir: Path, architecture: str | None = None) -> dict[str, float | int | str]:
     """training_cost, counted once per `key` (architecture + method spec; input size and batch are
-    added here): every seed and dataset of a cell has the same layers, so the same cost."""
+    added here): every seed and dataset of a cell has the same layers, so the same cost. With
+    `architecture`, the merged model's counts are also cached per architecture and shared by methods."""
     digest = hashlib.sha256(f"{key}@{input_size}x{batch_size}".encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"training-cost-{digest}.json"
     if path.exists():
         return json.loads(path.read_text())
-    cost = {**training_cost(model, input_size, batch_size), "key": key}
+
+    def merged_fit(merged: nn.Module, size: int, counter: str | None) -> tuple[float, float, str]:
+        name = hashlib.sha256(f"{architecture}@{size}/{counter}".encode()).hexdigest()[:16]
+        fit_path = Path(cache_dir) / f"merged-fit-{name}.json"
+        if fit_path.exists():
+            return tuple(json.loads(fit_path.read_text())["fit"])
+        fit = _linear_fit(merged, size, counter)
+        write_json(fit_path, {"architecture": architecture, "input_size": size, "counter": counter, "fit": list(fit)})
+        return fit
+
+    cost = {**training_cost(model, input_size, batch_size, merged_fit if architecture else _linear_fit), "key": key}
     write_json(path, cost)
     return cost
 

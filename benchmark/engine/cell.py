@@ -114,7 +114,7 @@ def _training_cost(model: torch.nn.Module, adapted: list[str], cell: Cell, archi
         return None
     key = json.dumps({"architecture": architecture, "method": cell.hparams()}, sort_keys=True)
     return cached_training_cost(model, config["input_size"], config["train"]["batch_size"], key,
-                                Path(config["results_dir"]) / "cache")
+                                Path(config["results_dir"]) / "cache", architecture=architecture)
 
 
 def run_cell(config: dict, cell_id: str) -> Path:
@@ -141,7 +141,8 @@ def run_cell(config: dict, cell_id: str) -> Path:
     torch.manual_seed(cell.seed)
     with svd_cache.cached_in(Path(config["results_dir"]) / "cache" / "svd"):
         built = build_cell_model(cell, config)
-    model = built.model.to(device)
+    # channels-last convolutions: about 10% faster LiteMedSAM steps on a CPU (TinyViT's MBConv stages)
+    model = built.model.to(device, memory_format=torch.channels_last)
     share = trainable_share(model, backbone_spec(config, cell.backbone).get("text_encoder") if cell.backbone else None)
     out.mkdir(parents=True, exist_ok=True)
     log, train_seconds, best = train(model, sets["train"], train_cfg, out, cell.seed, device, cell_fingerprint,
