@@ -3,6 +3,7 @@ save adapter, evaluate merged, and write per_image.csv and summary.json with pro
 cell is re-run only when its configuration (fingerprint) changed."""
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -98,11 +99,18 @@ def _datasets(cell: Cell, config: dict) -> dict[str, VesselDataset | None]:
 
 
 def _validation(val_set: VesselDataset | None, device: torch.device, train_cfg: dict):
-    """model -> mean validation Dice, or None when the cell does no model selection."""
+    """model -> mean validation Dice, or None when the cell does no model selection. Scored on a
+    merged copy, the model the test evaluates: the same function, without LoRA's separate branch or
+    SALT's per-forward rebuild."""
     if val_set is None:
         return None
-    return lambda model: float(np.nanmean([row["dice"] for row in evaluate(
-        model, val_set, device, train_cfg["batch_size"], precision=train_cfg["precision"])]))
+
+    def validate(model: torch.nn.Module) -> float:
+        merged = methods.merge_model(copy.deepcopy(model))
+        rows = evaluate(merged, val_set, device, train_cfg["batch_size"], precision=train_cfg["precision"])
+        return float(np.nanmean([row["dice"] for row in rows]))
+
+    return validate
 
 
 def _training_cost(model: torch.nn.Module, adapted: list[str], cell: Cell, architecture: str,
