@@ -115,12 +115,41 @@ def _check_paper(config: dict) -> None:
             raise ConfigError(f"paper.rows.{key}: {error.args[0]}") from None
 
 
+def _merged(base: object, override: object) -> object:
+    """`override` on top of `base`: mappings merge key by key, anything else (lists too) replaces."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{key: _merged(base.get(key), value) for key, value in override.items()}}
+    return copy.deepcopy(override)
+
+
+def resolve_extends(config: dict, base: Path = Path("."), seen: tuple[Path, ...] = ()) -> dict:
+    """A grid with `extends: other.yaml` is that grid with this one's keys on top (_merged), so a
+    variant (config/paper_official.yaml) states only what differs and cannot drift from its base.
+    The path is relative to `base`, as every path of a grid; chains are followed, circles refused."""
+    if "extends" not in config:
+        return config
+    target = config["extends"]
+    if not isinstance(target, str):
+        raise ConfigError(f"extends must be the path of another grid config, got {target!r}")
+    path = (base / target).resolve()
+    if path in seen:
+        raise ConfigError(f"extends: {target} is extended in a circle: {' -> '.join(str(p) for p in (*seen, path))}")
+    if not path.is_file():
+        raise ConfigError(f"extends: {target}: no such config file (relative paths are taken from {base.resolve()})")
+    parent = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(parent, dict):
+        raise ConfigError(f"extends: {target} is not a grid config (a YAML mapping)")
+    own = {key: value for key, value in config.items() if key != "extends"}
+    return _merged(resolve_extends(parent, base, (*seen, path)), own)
+
+
 def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> dict:
-    """Schema-check a raw config, fill defaults and check names; returns the completed copy.
+    """Resolve `extends`, schema-check the raw config, fill defaults and check names; returns the
+    completed copy.
 
     `check_paths=False` skips the existence of data folders and checkpoints (a dry run lists the
     cells of a grid whose files are not downloaded yet)."""
-    config = copy.deepcopy(config)
+    config = resolve_extends(copy.deepcopy(config), base)
     try:
         jsonschema.validate(config, _schema())
     except jsonschema.ValidationError as error:

@@ -91,7 +91,10 @@ class AdaptedLayer(nn.Module, ABC):
     never trained. Subclasses define adapted_weight(); forward uses it with the base layer's
     own linear / conv semantics (a subclass may override forward with a cheaper route to the
     same function). `component` is set by adapt() to the target component that chose the layer.
+    `regulariser` says in words what regularization() penalises (cell summaries report it).
     """
+
+    regulariser = "none"
 
     def __init__(self, base: nn.Module, layer_name: str = "") -> None:
         super().__init__()

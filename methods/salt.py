@@ -66,6 +66,8 @@ class SALTLayer(AdaptedLayer):
     and the paper's Fig. 4a uses it (SALT rank 700 with LoRA rank 256 on 768-wide layers, r' = 68).
     """
 
+    regulariser = "||alpha * sigma_r + beta - sigma_r|| + ||X Y|| (eq. 5)"
+
     def __init__(
         self,
         base: nn.Module,

@@ -264,9 +264,17 @@ def test_svd_matches_formula(kind: str) -> None:
     assert (values < 0).any(), "the test must exercise the ReLU"
     expected = (u @ torch.diag(F.relu(values)) @ vh).reshape(base.weight.shape).float()
     torch.testing.assert_close(layer.adapted_weight(), expected, atol=ATOL, rtol=RTOL)
+    official = torch.sqrt(((1 - layer.alpha.double()) ** 2).sum()) + torch.sqrt((layer.beta.double() ** 2).sum())
+    torch.testing.assert_close(layer.regularization(), official.float(), atol=ATOL, rtol=RTOL)
+    layer.reg = "eq5"
     torch.testing.assert_close(layer.regularization(), torch.sqrt(((values - s) ** 2).sum()).float(), atol=ATOL, rtol=RTOL)
     x = make_input(kind)
     torch.testing.assert_close(layer(x), reference_forward(base, expected, x), atol=ATOL, rtol=RTOL)
+
+
+def test_svd_reg_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"S-SAM reg must be one of \['eq5', 'official'\], got 'l2'"):
+        SVDLayer(make_base("linear"), "blocks.0.attn.qkv", reg="l2")
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])

@@ -27,6 +27,7 @@ from benchmark.engine.adapters import save_adapter
 from benchmark.cell_model import build_cell_model
 from benchmark.engine.evaluate import evaluate, resolution_convention
 from benchmark.engine.precision import enable_tf32
+from benchmark.engine.scales import regularisers, scale_shift_movement
 from benchmark.engine.train import CHECKPOINT, train
 from benchmark.io import write_json, write_text
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
@@ -184,7 +185,9 @@ def run_cell(config: dict, cell_id: str) -> Path:
                     "none (nothing trained)" if not log else SELECTION["last"],
                     "selected_epoch": best.epoch if best.state is not None else len(log),
                     "val_dice": None if best.state is None else best.val_dice,
-                    "n_images": {split: 0 if data is None else len(data) for split, data in sets.items()}},
+                    "n_images": {split: 0 if data is None else len(data) for split, data in sets.items()},
+                    "scale_shift_movement": scale_shift_movement(model)},
+        "regulariser": {"weight": train_cfg["reg_weight"], "forms": regularisers(model)},
         "metrics": summarise(rows),
         "conventions": {"dice": DICE_CONVENTION, "hd95": HD95_CONVENTION,
                         "resolution": resolution_convention(train_cfg["metrics_resolution"], size)},

@@ -1,0 +1,39 @@
+"""How far a trained model's singular-value scales and shifts moved from their start (alpha = 1, beta = 0).
+
+A regulariser can pin them (S-SAM / SALT with eq. 5 and reg_weight 0.01 keep alpha within ~1e-3
+of 1), and a Dice score alone does not show whether the scales trained at all. Reported per
+adapted component (attn.qkv, attn.proj, mlp, ...), over every entry of every layer of that kind.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+import methods
+
+
+def _stats(values: torch.Tensor) -> dict[str, float]:
+    return {"median": float(values.median()), "max": float(values.max())}
+
+
+def scale_shift_movement(model: nn.Module) -> dict[str, dict[str, dict[str, float]]]:
+    """{component: {"abs_alpha_minus_1": {median, max}, "abs_beta": {median, max}, "layers": n}}
+    for layers with alpha and beta; {} when the method has none (LoRA, full, baselines)."""
+    alphas: dict[str, list[torch.Tensor]] = defaultdict(list)
+    betas: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for name, layer in methods.adapted_layers(model).items():
+        alpha, beta = getattr(layer, "alpha", None), getattr(layer, "beta", None)
+        if isinstance(alpha, torch.Tensor) and isinstance(beta, torch.Tensor):
+            kind = layer.component or name
+            alphas[kind].append((alpha.detach().float() - 1).abs().flatten().cpu())
+            betas[kind].append(beta.detach().float().abs().flatten().cpu())
+    return {kind: {"abs_alpha_minus_1": _stats(torch.cat(alphas[kind])), "abs_beta": _stats(torch.cat(betas[kind])),
+                   "layers": len(alphas[kind])}
+            for kind in sorted(alphas)}
+
+
+def regularisers(model: nn.Module) -> list[str]:
+    """The distinct penalties the adapted layers add, in words (empty: the method has none)."""
+    return sorted({layer.regulariser for layer in methods.adapted_layers(model).values()} - {"none"})
