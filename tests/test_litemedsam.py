@@ -75,6 +75,11 @@ def test_tiny_salt_cell_end_to_end(tmp_path):
     assert summary["method"]["group"] == "peft" and summary["trained"]["epochs"] == 1
     assert 0 < summary["params"]["trainable"] < summary["params"]["total"]
     assert summary["metrics"]["n_images"] == 1
+    # one AdamW step at lr 1e-3 moves every alpha by about the learning rate, and the summary says so
+    moved = summary["trained"]["scale_shift_movement"]
+    assert set(moved) == {"attn.qkv", "attn.proj", "mlp"} and moved["attn.qkv"]["layers"] == 10
+    assert 0 < moved["attn.qkv"]["abs_alpha_minus_1"]["median"] <= moved["attn.qkv"]["abs_alpha_minus_1"]["max"] <= 1.1e-3
+    assert summary["regulariser"] == {"weight": 0.01, "forms": ["||alpha * sigma_r + beta - sigma_r|| + ||X Y|| (eq. 5)"]}
     params = summary["params"]
     assert params["trainable_pct_with_text_encoder"] == pytest.approx(
         100 * params["trainable"] / (params["total"] + params["text_encoder_parameters"]))

@@ -156,6 +156,8 @@ def run_cell(config: dict, cell_id: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     log, train_seconds, best = train(model, sets["train"], train_cfg, out, cell.seed, device, cell_fingerprint,
                                      _validation(sets["val"], device, train_cfg))
+    # read off the adapted layers before merge_model folds them away
+    movement, penalties = scale_shift_movement(model), regularisers(model)
     method = {"rank": None, **cell.entry, "id": entry_id(cell.entry), "label": built.label, "group": cell.group}
     save_adapter(out / "adapter.safetensors", model, method=cell.entry, backbone=cell.backbone, weights=built.weights)
     architecture = json.dumps(_architecture(cell, config), sort_keys=True)
@@ -186,8 +188,8 @@ def run_cell(config: dict, cell_id: str) -> Path:
                     "selected_epoch": best.epoch if best.state is not None else len(log),
                     "val_dice": None if best.state is None else best.val_dice,
                     "n_images": {split: 0 if data is None else len(data) for split, data in sets.items()},
-                    "scale_shift_movement": scale_shift_movement(model)},
-        "regulariser": {"weight": train_cfg["reg_weight"], "forms": regularisers(model)},
+                    "scale_shift_movement": movement},
+        "regulariser": {"weight": train_cfg["reg_weight"], "forms": penalties},
         "metrics": summarise(rows),
         "conventions": {"dice": DICE_CONVENTION, "hd95": HD95_CONVENTION,
                         "resolution": resolution_convention(train_cfg["metrics_resolution"], size)},
