@@ -36,6 +36,38 @@ def _fill_defaults(value: object, schema: dict) -> None:
             _fill_defaults(value[key], extra)
 
 
+def _number(text: str, kinds: set[str]) -> int | float | None:
+    """`text` as the number a schema asks for, or None: "1e-3" and "0.001" are numbers, "5" an
+    integer, "five" and "2.5" (for an integer) are not."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if "integer" in kinds and value.is_integer() and not any(c in text.lower() for c in ".e"):
+        return int(value)
+    return value if "number" in kinds and value == value and abs(value) != float("inf") else None
+
+
+def _coerce_numbers(value: object, schema: dict) -> object:
+    """Numbers written as strings, where the schema wants a number, become numbers.
+
+    YAML 1.1 (PyYAML, and Snakemake's config loader) reads `lr: 1e-3` as the string "1e-3": a
+    float needs a dot there. Users write it that way, so it is accepted, as is a quoted "0.001";
+    a string that is no number is left for the schema to name."""
+    kinds = schema.get("type", [])
+    kinds = {kinds} if isinstance(kinds, str) else set(kinds)
+    if isinstance(value, str) and kinds & {"number", "integer"}:
+        number = _number(value.strip(), kinds)
+        return value if number is None else number
+    if isinstance(value, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {key: _coerce_numbers(sub, properties[key] if key in properties else extra if isinstance(extra, dict) else {})
+                for key, sub in value.items()}
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_coerce_numbers(sub, schema["items"]) for sub in value]
+    return value
+
+
 def _check_entries(config: dict) -> None:
     import baselines
     import methods
@@ -149,7 +181,7 @@ def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> 
 
     `check_paths=False` skips the existence of data folders and checkpoints (a dry run lists the
     cells of a grid whose files are not downloaded yet)."""
-    config = resolve_extends(copy.deepcopy(config), base)
+    config = _coerce_numbers(resolve_extends(copy.deepcopy(config), base), _schema())
     try:
         jsonschema.validate(config, _schema())
     except jsonschema.ValidationError as error:

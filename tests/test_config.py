@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from benchmark.config import validate
 
@@ -81,3 +82,26 @@ def test_paths_are_skipped_only_when_asked(tmp_path):
         validate(grid)
     config = validate(grid, check_paths=False)
     assert config["datasets"]["drive"]["validation"] is True
+
+
+def test_numbers_written_as_yaml_1_1_strings_are_numbers(tmp_path):
+    grid = tiny_grid(tmp_path)
+    text = yaml.safe_dump(grid).replace("lr: ", "lr: 1e-3 #", 1)
+    assert yaml.safe_load(text)["train"]["lr"] == "1e-3"  # what PyYAML (and Snakemake) hand us
+    config = validate({**yaml.safe_load(text), "seeds": ["0"]})
+    assert config["train"]["lr"] == 0.001 and config["seeds"] == [0]
+    grid["train"].update(weight_decay="0.01", epochs=" 2 ")
+    config = validate(grid)
+    assert config["train"]["weight_decay"] == 0.01 and config["train"]["epochs"] == 2
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("lr", "fast", r"config invalid at train.lr: 'fast' is not of type 'number'"),
+    ("epochs", "2.5", r"config invalid at train.epochs: '2.5' is not of type 'integer'"),
+    ("lr", "nan", r"config invalid at train.lr: 'nan' is not of type 'number'"),
+])
+def test_strings_that_are_no_number_are_named(tmp_path, key, value, message):
+    grid = tiny_grid(tmp_path)
+    grid["train"][key] = value
+    with pytest.raises(ConfigError, match=message):
+        validate(grid)
