@@ -483,3 +483,27 @@ def test_native_resolution_metrics_undo_padding_and_resize(tmp_path: Path) -> No
     assert network[0]["dice"] == 1.0
     with pytest.raises(ValueError, match="unknown metrics resolution 'full'"):
         evaluate(_ThresholdModel(), dataset, torch.device("cpu"), 1, resolution="full")
+
+
+def test_validate_pairs_reports_every_problem_at_once(tmp_path: Path) -> None:
+    root = _layout(tmp_path / "d", GOOD_ROWS)
+    (root / "images/a.png").write_bytes(b"not a png")
+    _save(root / "masks/b.png", np.zeros((16, 20), dtype=np.uint8))
+    _save(root / "masks/c.png", np.resize(np.array([0, 1, 2], dtype=np.uint8), (16, 24)))
+    with pytest.raises(DatasetError) as caught:
+        validate_pairs(read_salt_layout(root))
+    message = str(caught.value)
+    assert message.startswith(f"3 problems in dataset {root}:")
+    assert "images/a.png is unreadable" in message and "masks/b.png is 16x20" in message
+    assert "masks/c.png is not binary" in message
+
+
+def test_validate_pairs_caps_the_list_and_counts_the_rest(tmp_path: Path) -> None:
+    from benchmark.data import layout
+
+    rows = [(f"i{index}.png", "train" if index else "test") for index in range(layout.SHOWN_PROBLEMS + 5)]
+    root = _layout(tmp_path / "d", rows)
+    for name, _split in rows:
+        _save(root / "masks" / name, np.full((16, 24), 7, dtype=np.uint8))
+    with pytest.raises(DatasetError, match=rf"{len(rows)} problems in dataset .*\n(  - .*\n){{{layout.SHOWN_PROBLEMS}}}  \.\.\. and 5 more$"):
+        validate_pairs(read_salt_layout(root))

@@ -87,29 +87,50 @@ def _find_mask(expected: Path, masks_by_stem: dict[str, list[Path]]) -> Path:
     raise DatasetError(f"mask for {expected.name} is ambiguous: {', '.join(str(c) for c in candidates)}")
 
 
+SHOWN_PROBLEMS = 20
+
+
 def validate_pairs(pairs: list[Pair], required_splits: tuple[str, ...] = ("train", "test")) -> None:
-    """Open every pair once and fail on the first unusable one, before any training time is spent."""
-    for split in required_splits:
-        if not any(pair.split == split for pair in pairs):
-            where = f"dataset {pairs[0].image.parent.parent}" if pairs else "an empty pair list"
-            raise DatasetError(f"split {split!r} of {where} has no images")
+    """Open every pair once, before any training time is spent, and report every unusable one in
+    one DatasetError (the first SHOWN_PROBLEMS named, the rest counted): fixing one file and
+    re-running to find the next would cost a run per file."""
+    where = f"dataset {pairs[0].image.parent.parent}" if pairs else "an empty pair list"
+    problems = [f"split {split!r} of {where} has no images" for split in required_splits
+                if not any(pair.split == split for pair in pairs)]
     for pair in pairs:
-        image_size = _image_size(pair.image)
-        values = _mask_values(pair.mask)
-        if values.shape != image_size:
-            raise DatasetError(
-                f"size mismatch: image {pair.image} is {image_size[0]}x{image_size[1]} (HxW) but mask "
-                f"{pair.mask} is {values.shape[0]}x{values.shape[1]}"
-            )
-        _check_binary(pair.mask, values)
-        if pair.fov is not None:
-            fov = _mask_values(pair.fov)
-            if fov.shape != image_size:
-                raise DatasetError(
-                    f"size mismatch: image {pair.image} is {image_size[0]}x{image_size[1]} (HxW) but field-of-view "
-                    f"mask {pair.fov} is {fov.shape[0]}x{fov.shape[1]}"
-                )
-            _check_binary(pair.fov, fov)
+        problems += _pair_problems(pair)
+    if len(problems) == 1:
+        raise DatasetError(problems[0])
+    if problems:
+        lines = "\n".join(f"  - {problem}" for problem in problems[:SHOWN_PROBLEMS])
+        more = len(problems) - SHOWN_PROBLEMS
+        raise DatasetError(f"{len(problems)} problems in {where}:\n{lines}" + (f"\n  ... and {more} more" if more > 0 else ""))
+
+
+def _pair_problems(pair: Pair) -> list[str]:
+    """What is wrong with one image / mask (/ field-of-view) triple; empty when it is usable."""
+    problems = []
+    image_size = _attempt(_image_size, pair.image, problems)
+    for path, kind in ((pair.mask, "mask"), (pair.fov, "field-of-view mask")):
+        if path is None:
+            continue
+        values = _attempt(_mask_values, path, problems)
+        if values is None:
+            continue
+        if image_size is not None and values.shape != image_size:
+            problems.append(f"size mismatch: image {pair.image} is {image_size[0]}x{image_size[1]} (HxW) but "
+                            f"{kind} {path} is {values.shape[0]}x{values.shape[1]}")
+        _attempt(_check_binary, path, problems, values)
+    return problems
+
+
+def _attempt(check, path: Path, problems: list[str], *args):
+    """check(path, *args), or None with its DatasetError's message added to problems."""
+    try:
+        return check(path, *args)
+    except DatasetError as error:
+        problems.append(str(error))
+        return None
 
 
 def _check_binary(path: Path, values: np.ndarray) -> None:
