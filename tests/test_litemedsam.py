@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -79,6 +80,7 @@ def test_tiny_salt_cell_end_to_end(tmp_path):
     moved = summary["trained"]["scale_shift_movement"]
     assert set(moved) == {"attn.qkv", "attn.proj", "mlp"} and moved["attn.qkv"]["layers"] == 10
     assert 0 < moved["attn.qkv"]["abs_alpha_minus_1"]["median"] <= moved["attn.qkv"]["abs_alpha_minus_1"]["max"] <= 1.1e-3
+    assert summary["provenance"]["torch_threads"] == len(os.sched_getaffinity(0))  # threads: 0 = every core
     assert summary["regulariser"] == {"weight": 0.01, "forms": ["||alpha * sigma_r + beta - sigma_r|| + ||X Y|| (eq. 5)"]}
     params = summary["params"]
     assert params["trainable_pct_with_text_encoder"] == pytest.approx(

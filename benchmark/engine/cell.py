@@ -200,6 +200,8 @@ def run_cell(config: dict, cell_id: str) -> Path:
             "git_commit": git_commit(),
             "device": device_name(device),
             "precision": train_cfg["precision"],
+            # CPU results depend on the thread count (reduction order); threads: 0 means "every core"
+            "torch_threads": torch.get_num_threads(),
             "train_seconds": round(train_seconds, 2),
             "wall_seconds_last_run": round(time.perf_counter() - wall, 2),
             "peak_memory": peak_memory_mb(device),
