@@ -7,8 +7,8 @@ parameters per layer. Two regularisers (`reg`):
   (prompt_adapted_segment_anything/modeling/svd_layers.py:52). Its gradient on alpha does not
   grow with sigma.
 - eq5: ||alpha * sigma + beta - sigma||_2, the scale/shift half of SALT's eq. 5. Its gradient on
-  each alpha_i is reg_weight x sigma_i in the direction of the change, however small the change,
-  which with reg_weight 0.01 outweighs the segmentation gradient and pins alpha at 1 (issue #21).
+  each alpha_i is reg_weight x sigma_i in the direction of the change, however small the change;
+  over a whole run at reg_weight 0.01 it holds alpha near 1 (docs/official_protocol.md).
 """
 from __future__ import annotations
 
