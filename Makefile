@@ -1,12 +1,13 @@
 # `make run`: install into .venv (once) and run the embedded default grid.
 # `make test`: install into .venv (once) and run the test suite.
+# `make test-slow`: the heavier tests (marked slow: real backbones, whole CHASE_DB1 cells).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.saltbench-installed
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test install clean-results
+.PHONY: run test test-slow install clean-results
 
 install: $(STAMP)
 
@@ -22,6 +23,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	HF_HUB_OFFLINE=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m slow
 
 clean-results:
 	rm -rf results/cells results/datasets results/logs results/grids figures/table1.*

@@ -1,6 +1,6 @@
 """How far a trained model's singular-value scales and shifts moved from their start (alpha = 1, beta = 0).
 
-A regulariser can pin them (over a CHASE_DB1 run of 60 steps, eq. 5 at reg_weight 0.01 kept the
+A regulariser can pin them (over a CHASE_DB1 run of 48 steps, eq. 5 at reg_weight 0.01 kept the
 median |alpha - 1| of SALT's qkv layers at 4e-4 against 1.5e-2 without it; docs/official_protocol.md),
 and a Dice score alone does not show whether the scales trained at all. Reported per
 adapted component (attn.qkv, attn.proj, mlp, ...), over every entry of every layer of that kind.
