@@ -41,10 +41,10 @@ def load_encoder_checkpoint(encoder: nn.Module, path: str | Path, encoder_name: 
             f"encoder_checkpoint {path} not found: saltbench downloads no weights; save the {encoder_name} "
             "ImageNet state dict there, or set encoder_checkpoint: null to train from random weights"
         )
-    if path.suffix == ".safetensors":
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = load_file(path) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch and safetensors raise several types for a damaged file
+        raise ValueError(f"encoder_checkpoint {path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
     try:
         encoder.load_state_dict(state)
     except RuntimeError as error:

@@ -1,11 +1,20 @@
-"""Atomic file writes: a killed job never leaves a half-written result that looks complete."""
+"""Files that survive kills: atomic writes (a killed job never leaves a half-written result that
+looks complete), reads that discard what is unreadable, and per-job locks that die with their holder."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pickle
+import socket
 import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -28,3 +37,59 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: object) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+# What a truncated or overwritten file raises when read back: torch.load, np.load, json, safetensors.
+UNREADABLE = (OSError, ValueError, EOFError, KeyError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile)
+
+
+def read_or_discard(path: Path, read: Callable[[Path], T], what: str) -> T | None:
+    """read(path), or None when `path` is absent or unreadable; an unreadable file is deleted with a
+    message, so a corrupt cache or checkpoint is recomputed, never trusted. `read` raises ValueError
+    for a file it can parse but whose content does not fit."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return read(path)
+    except UNREADABLE as error:
+        print(f"{path}: unreadable {what} ({type(error).__name__}: {error}); discarded, recomputing", flush=True)
+        path.unlink(missing_ok=True)
+        return None
+
+
+class Busy(RuntimeError):
+    """Another live process holds the lock."""
+
+
+@contextmanager
+def exclusive(path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on `path` for the block. The kernel releases it when the holder's
+    process ends, however it ends (SIGKILL included), so no stale lock outlives a killed job."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise Busy(f"{what} is being run by {holder} (lock {path}); wait for it or stop it") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file that must hold an object (a summary, a cache entry); ValueError otherwise."""
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data

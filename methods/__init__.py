@@ -84,8 +84,9 @@ def _import_plugin(item: str) -> ModuleType:
     if not item.endswith(".py"):
         try:
             return importlib.import_module(item)
-        except ImportError as error:
-            raise ImportError(f"{PLUGINS_ENV}: cannot import plugin module {item!r}: {error}") from error
+        except Exception as error:  # a plugin may raise anything while importing; name it
+            raise ImportError(f"{PLUGINS_ENV}: cannot import plugin module {item!r}: "
+                              f"{type(error).__name__}: {error}") from error
     path = Path(item).expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(f"{PLUGINS_ENV}: plugin file not found: {path}")
@@ -96,9 +97,10 @@ def _import_plugin(item: str) -> ModuleType:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except BaseException:
+        except Exception as error:
             del sys.modules[name]
-            raise
+            raise ImportError(f"{PLUGINS_ENV}: plugin file {path} raised while importing: "
+                              f"{type(error).__name__}: {error}") from error
     return sys.modules[name]
 
 

@@ -36,6 +36,7 @@ def test_defaults_are_filled_and_cells_expand(tmp_path):
         (lambda g: g.update(methods=[{"name": "lora"}]), "no backbone"),
         (lambda g: g["datasets"].update(real={"kind": "salt", "root": "/nonexistent/drive"}), "/nonexistent/drive"),
         (lambda g: g["datasets"]["bright"].update(modality="purple"), "purple"),
+        (lambda g: g["datasets"]["bright"].update(kind="mnist"), r"datasets\.bright\.kind: 'mnist' is not one of"),
         (lambda g: g.update(baselines=[{"name": "unet"}, {"name": "unet"}]), "used twice"),
     ],
 )

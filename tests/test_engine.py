@@ -82,7 +82,11 @@ def test_killed_cell_resumes_to_the_same_metrics(tmp_path):
     assert (out / CHECKPOINT).exists()
     resumed_at = len(_read_csv(out / "train_log.csv"))
     assert 2 <= resumed_at < 6
-    assert _run_cli(killed, cell).wait() == 0
+    resumed = _run_cli(killed, cell)
+    printed = resumed.communicate()[0].decode()
+    assert resumed.returncode == 0, printed
+    redone = [int(line.split()[1].split("/")[0]) for line in printed.splitlines() if line.startswith("epoch ")]
+    assert redone and redone[0] > resumed_at and redone[-1] == 6  # only the epochs the kill cut off are trained
 
     straight_grid = {**grid, "results_dir": str(tmp_path / "b" / "results"), "figures_dir": str(tmp_path / "b" / "figures")}
     straight = write_grid(tmp_path, straight_grid)

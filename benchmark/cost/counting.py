@@ -31,7 +31,7 @@ from fvcore.nn.jit_handles import (
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from benchmark.io import write_json
+from benchmark.io import read_json_object, read_or_discard, write_json
 
 GFLOPS_CONVENTION = "GFLOPs = 2 x MACs / 1e9 for one image, eval mode, merged model (as the paper counts)"
 FVCORE = "fvcore"
@@ -115,8 +115,9 @@ def cached_gflops(model: nn.Module, input_size: int, architecture: str, cache_di
     """gflops_per_image, counted once per architecture: every merged PEFT model of a backbone has
     the frozen backbone's layers, so its inference cost does not depend on the method."""
     path = Path(cache_dir) / f"gflops-{hashlib.sha256(f'{architecture}@{input_size}'.encode()).hexdigest()[:16]}.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    cached = read_or_discard(path, read_json_object, "GFLOPs cache")
+    if cached is not None:
+        return cached
     cost = {**gflops_per_image(model, input_size), "architecture": architecture, "input_size": input_size}
     write_json(path, cost)
     return cost

@@ -24,7 +24,7 @@ from torch import nn
 
 import methods
 from benchmark.cost.counting import FLOP_COUNTER_MODE, count_macs, random_images
-from benchmark.io import write_json
+from benchmark.io import read_json_object, read_or_discard, write_json
 from benchmark.models.text import encoder_parameters
 
 TRAINING_CONVENTION = (
@@ -103,14 +103,16 @@ def cached_training_cost(model: nn.Module, input_size: int, batch_size: int, key
     `architecture`, the merged model's counts are also cached per architecture and shared by methods."""
     digest = hashlib.sha256(f"{key}@{input_size}x{batch_size}".encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"training-cost-{digest}.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    cached = read_or_discard(path, read_json_object, "training-cost cache")
+    if cached is not None:
+        return cached
 
     def merged_fit(merged: nn.Module, size: int, counter: str | None) -> tuple[float, float, str]:
         name = hashlib.sha256(f"{architecture}@{size}/{counter}".encode()).hexdigest()[:16]
         fit_path = Path(cache_dir) / f"merged-fit-{name}.json"
-        if fit_path.exists():
-            return tuple(json.loads(fit_path.read_text())["fit"])
+        cached_fit = read_or_discard(fit_path, lambda p: tuple(read_json_object(p)["fit"]), "merged-model fit cache")
+        if cached_fit is not None:
+            return cached_fit
         fit = _linear_fit(merged, size, counter)
         write_json(fit_path, {"architecture": architecture, "input_size": size, "counter": counter, "fit": list(fit)})
         return fit

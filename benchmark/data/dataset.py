@@ -91,7 +91,9 @@ class VesselDataset(Dataset):
         try:
             with np.load(path) as data:
                 ids, images, packed, orig_sizes = data["ids"], data["images"], data["masks"], data["orig_sizes"]
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            print(f"{path}: unreadable dataset cache ({type(error).__name__}: {error}); decoding the images again",
+                  flush=True)
             return False
         count, size = len(self.pairs), self.size
         if ids.tolist() != [pair.id for pair in self.pairs] or images.shape != (count, size, size, 3):

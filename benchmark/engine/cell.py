@@ -29,7 +29,7 @@ from benchmark.engine.evaluate import evaluate, resolution_convention
 from benchmark.engine.precision import enable_tf32
 from benchmark.engine.scales import regularisers, scale_shift_movement
 from benchmark.engine.train import CHECKPOINT, train
-from benchmark.io import write_json, write_text
+from benchmark.io import exclusive, read_json_object, read_or_discard, write_json, write_text
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
 from benchmark.provenance import device_name, git_commit, peak_memory_mb, versions
 
@@ -132,11 +132,26 @@ def run_cell(config: dict, cell_id: str) -> Path:
     if cell_id not in cells:
         raise KeyError(f"no cell {cell_id!r} in this config; e.g. {', '.join(list(cells)[:3])}")
     cell: Cell = cells[cell_id]
-    out = cell_dir(config, cell_id)
-    summary_path = out / "summary.json"
+    summary_path = cell_dir(config, cell_id) / "summary.json"
     cell_fingerprint = fingerprint(cell, config)
-    if summary_path.exists() and json.loads(summary_path.read_text()).get("fingerprint") == cell_fingerprint:
+    if _finished(summary_path, cell_fingerprint):
         return summary_path
+    # two runs of one grid (two Snakemake processes, or saltbench cell twice) never train one cell at once
+    with exclusive(Path(config["results_dir"]) / "locks" / f"{cell_id}.lock", f"cell {cell_id}"):
+        if not _finished(summary_path, cell_fingerprint):
+            _run(config, cell, cell_fingerprint, summary_path)
+    return summary_path
+
+
+def _finished(summary_path: Path, cell_fingerprint: str) -> bool:
+    """A summary of this configuration exists; an unreadable one is discarded and the cell rerun."""
+    summary = read_or_discard(summary_path, read_json_object, "cell summary")
+    return summary is not None and summary.get("fingerprint") == cell_fingerprint
+
+
+def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) -> None:
+    """Train, evaluate and write every output of `cell`; summary.json last, so it marks completion."""
+    out = summary_path.parent
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     wall = time.perf_counter()
     device = resolve_device(config)
@@ -154,6 +169,8 @@ def run_cell(config: dict, cell_id: str) -> Path:
     model = built.model.to(device, memory_format=torch.channels_last)
     share = trainable_share(model, backbone_spec(config, cell.backbone).get("text_encoder") if cell.backbone else None)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):  # half a write of a killed run (benchmark.io.atomic_write); never read
+        stale.unlink()
     log, train_seconds, best = train(model, sets["train"], train_cfg, out, cell.seed, device, cell_fingerprint,
                                      _validation(sets["val"], device, train_cfg))
     # read off the adapted layers before merge_model folds them away
@@ -211,4 +228,3 @@ def run_cell(config: dict, cell_id: str) -> Path:
     }
     write_json(summary_path, summary)
     (out / CHECKPOINT).unlink(missing_ok=True)
-    return summary_path

