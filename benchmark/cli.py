@@ -72,6 +72,8 @@ def cmd_methods(args: argparse.Namespace) -> None:
     for name in sorted(methods.REGISTRY):
         method = methods.REGISTRY[name]
         hparams = ", ".join(f"{k}={v!r}" for k, v in method.hparams.items()) or "(none)"
+        if method.open_hparams is not None:
+            hparams += ", and the keys its choice accepts (peft: the tuner's config fields)"
         print(f"{name:10s} {method.description}\n{'':10s} hyper-parameters: {hparams}")
 
 

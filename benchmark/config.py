@@ -85,11 +85,16 @@ def _check_entries(config: dict) -> None:
                 plugin = lookup(entry["name"])
             except (KeyError, ValueError) as error:
                 raise ConfigError(f"{section}: {error}") from None
-            unknown = sorted(set(entry) - set(ROW_KEYS) - {"name"} - set(plugin.hparams))
+            try:
+                spec = {key: value for key, value in entry.items() if key not in ROW_KEYS}
+                accepted = plugin.hparams_for(spec) if section == "methods" else plugin.hparams
+            except ValueError as error:
+                raise ConfigError(f"{section} entry {entry_id(entry)!r}: {error}") from None
+            unknown = sorted(set(entry) - set(ROW_KEYS) - {"name"} - set(accepted))
             if unknown:
                 raise ConfigError(
                     f"{section} entry {entry_id(entry)!r}: unknown key(s) {unknown}; "
-                    f"{entry['name']} accepts {', '.join(sorted(plugin.hparams)) or 'no hyper-parameters'}"
+                    f"{entry['name']} accepts {', '.join(sorted(accepted)) or 'no hyper-parameters'}"
                 )
             row = entry_id(entry)
             if row in seen:
@@ -148,9 +153,12 @@ def _check_paper(config: dict) -> None:
 
 
 def _merged(base: object, override: object) -> object:
-    """`override` on top of `base`: mappings merge key by key, anything else (lists too) replaces."""
+    """`override` on top of `base`: mappings merge key by key, anything else (lists too) replaces,
+    and a key set to null is removed (as in a JSON merge patch), so a variant can drop a backbone
+    or a paper mapping of its base; a removed setting takes the schema's default."""
     if isinstance(base, dict) and isinstance(override, dict):
-        return {**base, **{key: _merged(base.get(key), value) for key, value in override.items()}}
+        merged = {**base, **{key: _merged(base.get(key), value) for key, value in override.items()}}
+        return {key: value for key, value in merged.items() if override.get(key, "") is not None}
     return copy.deepcopy(override)
 
 

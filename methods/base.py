@@ -33,6 +33,9 @@ class Method:
     checked against it so that a typo fails loudly instead of silently using a default.
     apply: (model, components, spec) -> names of the modules it replaced.
     label: the row name tables print (the method's name when empty).
+    open_hparams: for a method whose accepted keys depend on the spec (the peft bridge takes the
+    chosen tuner's config fields), spec -> the keys it accepts with their defaults; it raises
+    ValueError naming the valid keys. None: `hparams` is the whole list.
     """
 
     name: str
@@ -40,6 +43,11 @@ class Method:
     hparams: dict[str, object]
     apply: ApplyFn
     label: str = ""
+    open_hparams: Callable[[Mapping[str, object]], dict[str, object]] | None = None
+
+    def hparams_for(self, spec: Mapping[str, object]) -> dict[str, object]:
+        """Every key `spec` may set, with its default."""
+        return dict(self.hparams) if self.open_hparams is None else self.open_hparams(spec)
 
 
 def weight_matrix(layer: nn.Module) -> Tensor:
@@ -95,6 +103,7 @@ class AdaptedLayer(nn.Module, ABC):
     """
 
     regulariser = "none"
+    note = ""  # said in the cell summary when set: a way this layer trains or evaluates differently
 
     def __init__(self, base: nn.Module, layer_name: str = "") -> None:
         super().__init__()
@@ -168,13 +177,14 @@ def resolve_hparams(method: Method, spec: Mapping[str, object]) -> dict[str, obj
     name = spec.get("name", method.name)
     if name != method.name:
         raise ValueError(f"spec names method {name!r} but was given to method {method.name!r}")
-    unknown = sorted(set(spec) - {"name"} - set(method.hparams))
+    accepted = method.hparams_for(spec)
+    unknown = sorted(set(spec) - {"name"} - set(accepted))
     if unknown:
         raise ValueError(
             f"method {method.name!r}: unknown spec key(s) {unknown}; "
-            f"valid keys: name, {', '.join(sorted(method.hparams)) or '(no hparams)'}"
+            f"valid keys: name, {', '.join(sorted(accepted)) or '(no hparams)'}"
         )
-    resolved = copy.deepcopy(method.hparams)
+    resolved = copy.deepcopy(accepted)
     resolved.update({key: value for key, value in spec.items() if key != "name"})
     return resolved
 

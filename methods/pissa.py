@@ -35,13 +35,20 @@ class PiSSALayer(LoRALayer):
         super().__init__(base, rank, lora_alpha, dropout, layer_name)
         u, sigma, vh = thin_svd(weight_matrix(self))
         if rank > sigma.numel():
-            raise ValueError(f"{self.layer_name}: PiSSA rank {rank} exceeds r_max = min(out, in*kh*kw) = {sigma.numel()}")
-        root = (sigma[:rank] / self.scaling).sqrt()
-        self.register_buffer("A0", root[:, None] * vh[:rank], persistent=False)
-        self.register_buffer("B0", u[:, :rank] * root, persistent=False)
+            raise ValueError(f"{self.layer_name}: {type(self).__name__[:-5]} rank {rank} exceeds "
+                             f"r_max = min(out, in*kh*kw) = {sigma.numel()}")
+        part = self.singular_part(sigma.numel(), rank)
+        root = (sigma[part] / self.scaling).sqrt()
+        self.register_buffer("A0", root[:, None] * vh[part], persistent=False)
+        self.register_buffer("B0", u[:, part] * root, persistent=False)
         with torch.no_grad():
             self.lora_A.copy_(self.A0)
             self.lora_B.copy_(self.B0)
+
+    @staticmethod
+    def singular_part(r_max: int, rank: int) -> slice:
+        """Which singular triplets the factors start from: the `rank` largest."""
+        return slice(0, rank)
 
     def adapted_weight(self) -> Tensor:
         delta = self.lora_B @ self.lora_A - self.B0 @ self.A0

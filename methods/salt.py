@@ -6,7 +6,9 @@ core (eq. 4), so with the off-diagonal blocks being zero:
 
     W' = U_r diag(ReLU(alpha * sigma_r + beta)) V_r^T + U_r' ReLU(diag(sigma_r') + X Y) V_r'^T
 
-Only the r' x r' block is ever dense; the top block stays a vector. Regulariser (eq. 5):
+Only the r' x r' block is ever dense; the top block stays a vector. `sv_energy` chooses r per
+layer as the smallest count of top singular values keeping that fraction of sum sigma^2.
+Regulariser (eq. 5):
 ||alpha * sigma_r + beta - sigma_r||_F + ||X Y||_F. Parameters per layer: 2 r + 2 r' d_lora.
 """
 from __future__ import annotations
@@ -50,6 +52,17 @@ def top_rank(sv_rank: int | float, r_max: int, layer_name: str) -> int:
     return sv_rank
 
 
+def energy_rank(sigma: Tensor, energy: float, layer_name: str) -> int:
+    """The smallest r whose top singular values keep `energy` of the spectral energy:
+    sum_{i<r} sigma_i^2 >= energy * sum_i sigma_i^2 (the paper's future work: a rank per layer
+    from its own spectrum instead of one sv_rank for all)."""
+    if isinstance(energy, bool) or not isinstance(energy, (int, float)) or not 0.0 < energy <= 1.0:
+        raise ValueError(f"{layer_name}: sv_energy must be a fraction in (0, 1], got {energy!r}")
+    squares = sigma.detach().to(torch.float64) ** 2
+    kept = torch.cumsum(squares, 0) / squares.sum()
+    return min(int(torch.searchsorted(kept, torch.tensor(energy * (1 - 1e-12), dtype=torch.float64))) + 1, sigma.numel())
+
+
 class SALTLayer(AdaptedLayer):
     """SALT on one frozen Linear/Conv2d; U, sigma, Vh are buffers from one float64 SVD at wrap time.
 
@@ -75,6 +88,7 @@ class SALTLayer(AdaptedLayer):
         sv_rank: int | float = 0.5,
         init: str = "paper",
         layer_name: str = "",
+        sv_energy: float | None = None,
     ) -> None:
         super().__init__(base, layer_name)
         if init not in INITS:
@@ -83,7 +97,8 @@ class SALTLayer(AdaptedLayer):
             raise ValueError(f"{self.layer_name}: SALT rank (d_lora) must be a positive integer, got {rank!r}")
         register_svd(self, weight_matrix(self))
         r_max = self.sigma.numel()
-        r = top_rank(sv_rank, r_max, self.layer_name)
+        r = top_rank(sv_rank, r_max, self.layer_name) if sv_energy is None else energy_rank(
+            self.sigma, sv_energy, self.layer_name)
         rest = r_max - r
         self.r = r
         self.d_lora = rank if rest else 0
@@ -151,14 +166,18 @@ HPARAMS: dict[str, object] = {
     "init": "paper",
     "ranks": {},
     "sv_ranks": {},
+    "sv_energy": None,
 }
 
 
 def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
-    """`rank` is d_lora, `sv_rank` the top-r count or fraction; `ranks` / `sv_ranks` override per component."""
+    """`rank` is d_lora, `sv_rank` the top-r count or fraction; `ranks` / `sv_ranks` override per
+    component; `sv_energy` instead chooses each layer's r from its spectrum."""
     hparams = resolve_hparams(METHOD, spec)
     ranks = component_overrides(hparams, "ranks")
     sv_ranks = component_overrides(hparams, "sv_ranks")
+    if hparams["sv_energy"] is not None and ("sv_rank" in spec or sv_ranks):
+        raise ValueError("salt: give sv_energy (a rank per layer from its spectrum) or sv_rank / sv_ranks, not both")
 
     def build(name: str, component: str, module: nn.Module) -> SALTLayer:
         return SALTLayer(
@@ -167,6 +186,7 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
             sv_rank=sv_ranks.get(component, hparams["sv_rank"]),
             init=hparams["init"],
             layer_name=name,
+            sv_energy=hparams["sv_energy"],
         )
 
     return adapt(model, components, hparams["targets"], build)

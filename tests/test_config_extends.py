@@ -30,6 +30,24 @@ def test_mappings_merge_and_lists_replace(tmp_path):
     assert config["datasets"] == validate(base, tmp_path)["datasets"] and "extends" not in config
 
 
+def test_a_key_set_to_null_is_removed_from_the_base(tmp_path):
+    base = tiny_grid(tmp_path)
+    base["datasets"]["dark"] = {**base["datasets"]["bright"], "modality": "dark_fundus"}
+    base["train"]["lr_gamma"] = 0.3
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    config = validate({"extends": "base.yaml", "datasets": {"dark": None}, "train": {"lr_gamma": None}}, tmp_path)
+    assert list(config["datasets"]) == ["bright"]
+    assert config["train"]["lr_gamma"] == validate(tiny_grid(tmp_path))["train"]["lr_gamma"] != 0.3  # the default
+
+
+def test_the_peft_field_grid_is_the_default_grid_with_other_rows():
+    field, default = load_config("config/peft_field.yaml"), load_config("config/default.yaml")
+    assert list(field["backbones"]) == ["litemedsam"] and field["baselines"] == []
+    assert field["paper"] == {"datasets": {}, "rows": {}}  # the default grid's mapping removed, the schema's default
+    assert field["datasets"] == default["datasets"] and field["train"] == default["train"]
+    assert {m["name"] for m in field["methods"]} == {"lora", "peft", "milora", "svft", "salt"}
+
+
 def test_chains_are_followed_and_circles_refused(tmp_path):
     (tmp_path / "a.yaml").write_text(yaml.safe_dump({**tiny_grid(tmp_path), "name": "a"}))
     (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "a.yaml", "name": "b", "train": {"lr": 0.2}}))

@@ -554,7 +554,7 @@ def test_unknown_method_lists_known_names() -> None:
         ({"name": "salt", "targets": ["mlp"]}, {**COMPONENTS, "mlp": r"blocks\.\d+\.mlp"}, r"'blocks\.0\.mlp' is Module, not nn\.Linear"),
         ({"name": "salt", "targets": "mlp"}, COMPONENTS, "non-empty list"),
         ({"name": "salt", "targets": ["mlp", "mlp"]}, COMPONENTS, "more than once"),
-        ({"name": "salt", "sv_rnak": 3}, COMPONENTS, r"'sv_rnak'.*valid keys: name, init, rank, ranks, sv_rank, sv_ranks, targets"),
+        ({"name": "salt", "sv_rnak": 3}, COMPONENTS, r"'sv_rnak'.*valid keys: name, init, rank, ranks, sv_energy, sv_rank, sv_ranks, targets"),
         ({"name": "frozen", "rank": 4}, COMPONENTS, r"unknown spec key\(s\) \['rank'\]"),
         ({"name": "lora", "ranks": {"neck": 2}}, COMPONENTS, r"ranks: component\(s\) \['neck'\] are not among targets"),
         ({"name": "salt", "sv_rank": 30}, COMPONENTS, r"blocks\.0\.attn\.qkv: sv_rank 30 .*r_max = 24"),

@@ -27,7 +27,7 @@ from benchmark.engine.adapters import save_adapter
 from benchmark.cell_model import build_cell_model
 from benchmark.engine.evaluate import evaluate, resolution_convention
 from benchmark.engine.precision import enable_tf32
-from benchmark.engine.scales import regularisers, scale_shift_movement
+from benchmark.engine.scales import layer_notes, regularisers, scale_shift_movement, singular_value_ranks
 from benchmark.engine.train import CHECKPOINT, train
 from benchmark.io import exclusive, read_json_object, read_or_discard, write_json, write_text
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
@@ -175,11 +175,13 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) ->
                                      _validation(sets["val"], device, train_cfg))
     # read off the adapted layers before merge_model folds them away
     movement, penalties = scale_shift_movement(model), regularisers(model)
+    sv_ranks, notes = singular_value_ranks(model), layer_notes(model)
     method = {"rank": None, **cell.entry, "id": entry_id(cell.entry), "label": built.label, "group": cell.group}
     save_adapter(out / "adapter.safetensors", model, method=cell.entry, backbone=cell.backbone, weights=built.weights)
     architecture = json.dumps(_architecture(cell, config), sort_keys=True)
     training = _training_cost(model, built.adapted, cell, architecture, config)
     merged = methods.merge_model(model)
+    unmerged = sorted({type(layer).__name__ for layer in methods.adapted_layers(merged).values()})
     cost = cached_gflops(merged, size, architecture, Path(config["results_dir"]) / "cache")
     write_json(out / "cost.json", {**share, "gflops_inference": cost["gflops"], "counter": cost["counter"],
                                    "convention": GFLOPS_CONVENTION, "training": training})
@@ -205,7 +207,8 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) ->
                     "selected_epoch": best.epoch if best.state is not None else len(log),
                     "val_dice": None if best.state is None else best.val_dice,
                     "n_images": {split: 0 if data is None else len(data) for split, data in sets.items()},
-                    "scale_shift_movement": movement},
+                    "scale_shift_movement": movement, "singular_value_ranks": sv_ranks, "notes": notes},
+        "inference": f"unmerged: {', '.join(unmerged)} cannot be merged" if unmerged else "merged",
         "regulariser": {"weight": train_cfg["reg_weight"], "forms": penalties},
         "metrics": summarise(rows),
         "conventions": {"dice": DICE_CONVENTION, "hd95": HD95_CONVENTION,

@@ -38,3 +38,22 @@ def scale_shift_movement(model: nn.Module) -> dict[str, dict[str, dict[str, floa
 def regularisers(model: nn.Module) -> list[str]:
     """The distinct penalties the adapted layers add, in words (empty: the method has none)."""
     return sorted({layer.regulariser for layer in methods.adapted_layers(model).values()} - {"none"})
+
+
+def singular_value_ranks(model: nn.Module) -> dict[str, dict]:
+    """SALT's r (how many top singular values are scaled and shifted) per adapted layer, grouped by
+    component: what `sv_energy` chose from each layer's spectrum. {} for methods without it."""
+    chosen: dict[str, dict[str, int]] = defaultdict(dict)
+    for name, layer in methods.adapted_layers(model).items():
+        r, sigma = getattr(layer, "r", None), getattr(layer, "sigma", None)
+        if isinstance(r, int) and isinstance(sigma, torch.Tensor):
+            chosen[layer.component or name][name] = r
+    return {kind: {"min": min(ranks.values()), "median": float(torch.tensor(list(ranks.values())).float().median()),
+                   "max": max(ranks.values()), "r_max": max(int(methods.adapted_layers(model)[n].sigma.numel()) for n in ranks),
+                   "per_layer": ranks}
+            for kind, ranks in sorted(chosen.items())}
+
+
+def layer_notes(model: nn.Module) -> list[str]:
+    """What the adapted layers say about how they were trained or evaluated (e.g. AdaLoRA without its budget schedule)."""
+    return sorted({layer.note for layer in methods.adapted_layers(model).values() if layer.note})
