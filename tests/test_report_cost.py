@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.report.cost_table import build_cost_table, write_cost_table
+from benchmark.report.cost_table import build_cost_table, scaled_singular_values, write_cost_table
 from tests.test_report_fixtures import TEXT_PARAMETERS, make_grid, populate
 
 
@@ -40,3 +40,10 @@ def test_a_cell_without_cost_json_is_named(tmp_path):
     (Path(config["results_dir"]) / "cells" / "unet-bright-s0" / "cost.json").unlink()
     with pytest.raises(FileNotFoundError, match="unet-bright-s0/cost.json"):
         build_cost_table(summaries, Path(config["results_dir"]) / "cells")
+
+
+def test_salt_s_ranks_chosen_per_layer_are_shown_per_component():
+    chosen = {"attn.qkv": {"min": 31, "median": 40.0, "max": 64, "r_max": 64, "per_layer": {}},
+              "mlp": {"min": 12, "median": 12.0, "max": 12, "r_max": 64, "per_layer": {}}}
+    assert scaled_singular_values({"trained": {"singular_value_ranks": chosen}}) == "attn.qkv 31-64/64, mlp 12/64"
+    assert scaled_singular_values({"trained": {"singular_value_ranks": {}}}) == "–"

@@ -19,7 +19,7 @@ from benchmark.report.rows import by_row
 
 COLUMNS = ["Model", "Backbone", "Trainable", "% of model", "% with text encoder", "GFLOPs inference",
            "GFLOPs train step", "GFLOPs added", "GFLOPs adapters", "GFLOPs rebuild / batch", "GFLOPs SVD once",
-           "Batch", "Counter"]
+           "Batch", "Counter", "Scaled singular values r"]
 
 
 def _read_cost(cells_dir: Path, cell: str) -> dict:
@@ -27,6 +27,15 @@ def _read_cost(cells_dir: Path, cell: str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: re-run cell {cell} (saltbench cell) to count its cost")
     return json.loads(path.read_text())
+
+
+def scaled_singular_values(summary: dict) -> str:
+    """SALT's r per adapted component as `component min-max/r_max` (one value when every layer has the
+    same): what sv_energy chose from each layer's spectrum; "–" for methods without it."""
+    ranks = summary.get("trained", {}).get("singular_value_ranks") or {}
+    spans = (f"{kind} {r['min']}" + (f"-{r['max']}" if r["max"] != r["min"] else "") + f"/{r['r_max']}"
+             for kind, r in ranks.items())
+    return ", ".join(spans) or "–"
 
 
 def build_cost_table(summaries: list[dict], cells_dir: Path) -> pd.DataFrame:
@@ -49,6 +58,7 @@ def build_cost_table(summaries: list[dict], cells_dir: Path) -> pd.DataFrame:
             "GFLOPs SVD once": training.get("gflops_svd_once", 0.0),
             "Batch": training.get("batch_size"),
             "Counter": cost["counter"],
+            "Scaled singular values r": scaled_singular_values(cells[0]),
         })
     return pd.DataFrame.from_records(records, columns=COLUMNS)
 
@@ -57,7 +67,8 @@ EXPLANATION = (
     f"Inference: {GFLOPS_CONVENTION}. Training: {TRAINING_CONVENTION}. A row without adapters (baselines, "
     "zero-shot) trains or runs the inference model itself, so it adds nothing. % of model divides by every "
     "parameter of the segmentation model; % with text encoder adds the frozen text encoder to the denominator, "
-    "as the official SALT code does (– for models without one)."
+    "as the official SALT code does (– for models without one). Scaled singular values r: SALT's top-r count "
+    "per adapted component, min-max over its layers / the layers' r_max (chosen per layer by sv_energy)."
 )
 
 
@@ -68,7 +79,7 @@ def write_cost_table(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     write_text(csv_path, df.to_csv(index=False))
     specs = {"Trainable": ",d", "% of model": ".3f", "% with text encoder": ".3f", "Batch": ".0f"}
     rows = ([markdown.number(None if pd.isna(value) else value, specs.get(column, ".3f"))
-             if column not in ("Model", "Backbone", "Counter") else value for column, value in record.items()]
+             if column not in ("Model", "Backbone", "Counter", "Scaled singular values r") else value for column, value in record.items()]
             for record in df.to_dict("records"))
     lines = ["# Cost per row: trainable parameters and GFLOPs per image", "", EXPLANATION, "",
              *markdown.table(COLUMNS, rows)]
