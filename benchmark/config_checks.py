@@ -233,7 +233,7 @@ def _rank_problems(config: dict, methods) -> list[str]:
     for key, backbone in config["backbones"].items():
         runs = backbone.get("methods")
         entries = [e for e in config["methods"] if runs is None or entry_id(e) in runs]
-        entries = [e for e in entries if "targets" in methods.get_method(e["name"]).hparams]
+        entries = [e for e in entries if {"targets", "blocks"} & set(methods.get_method(e["name"]).hparams)]
         if not entries:
             continue
         try:

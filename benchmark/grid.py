@@ -37,10 +37,17 @@ class Cell:
 
 
 def entry_id(entry: dict) -> str:
-    """Row id of a method/baseline entry: explicit `id`, else name plus rank (lora_r4)."""
+    """Row id of a method/baseline entry: explicit `id`, else name plus rank (lora_r4) plus the
+    placement: `_late6` for the last 6 encoder blocks, `_blocks0-3` for a list of block indices."""
     if "id" in entry:
         return entry["id"]
-    return f"{entry['name']}_r{entry['rank']}" if "rank" in entry else entry["name"]
+    row = f"{entry['name']}_r{entry['rank']}" if "rank" in entry else entry["name"]
+    blocks = entry.get("blocks")
+    if blocks is None:
+        return row
+    if isinstance(blocks, int):
+        return f"{row}_late{blocks}"
+    return f"{row}_blocks{'-'.join(str(b) for b in blocks)}"
 
 
 def row_keys(config: dict) -> list[str]:

@@ -103,6 +103,7 @@ class AdaptedLayer(nn.Module, ABC):
     """
 
     regulariser = "none"
+    mergeable = True  # False: merge() returns the layer itself and inference runs it unmerged
     note = ""  # said in the cell summary when set: a way this layer trains or evaluates differently
 
     def __init__(self, base: nn.Module, layer_name: str = "") -> None:
@@ -200,12 +201,65 @@ def component_overrides(hparams: Mapping[str, object], key: str) -> dict[str, ob
     return dict(overrides)
 
 
-def match_targets(model: nn.Module, components: Mapping[str, str], targets: Sequence[str]) -> dict[str, str]:
+_BLOCK = re.compile(r"^(?:.*?\.)?blocks\.\d+(?=\.|$)")
+
+
+def block_of(module_name: str) -> str | None:
+    """The encoder block a module lives in (`image_encoder.blocks.3` for
+    `image_encoder.blocks.3.attn.qkv`; TinyViT's `image_encoder.layers.2.blocks.0`), else None."""
+    found = _BLOCK.match(module_name)
+    return found.group(0) if found else None
+
+
+def encoder_blocks(model: nn.Module, components: Mapping[str, str]) -> list[str]:
+    """The transformer blocks of the image encoder, in model order: every `...blocks.N` module that
+    holds a module some backbone component matches. Their position in this list is the block
+    index `blocks:` uses, counted through stages (TinyViT, Hiera) as one sequence; blocks no
+    component reaches (TinyViT's convolutional first stage) are not counted."""
+    patterns = [re.compile(pattern) for pattern in components.values()]
+    blocks: dict[str, None] = {}
+    for name, _ in model.named_modules():
+        block = block_of(name)
+        if block is not None and block not in blocks and any(p.fullmatch(name) for p in patterns):
+            blocks[block] = None
+    return list(blocks)
+
+
+def chosen_blocks(model: nn.Module, components: Mapping[str, str], blocks: object) -> list[str] | None:
+    """The blocks a `blocks:` value picks: None -> None (every block, and modules outside blocks);
+    an int k -> the last k blocks (peft-sam's "late" variants); a list -> those indices.
+    A wrong value is an error naming the model's block count."""
+    if blocks is None:
+        return None
+    every = encoder_blocks(model, components)
+    count = len(every)
+    if isinstance(blocks, bool) or not isinstance(blocks, (int, list, tuple)):
+        raise ValueError(f"blocks must be a count of last blocks or a list of block indices, got {blocks!r}")
+    if isinstance(blocks, int):
+        if not 1 <= blocks <= count:
+            raise ValueError(f"blocks: {blocks} last blocks asked, but the model has {count} encoder blocks (1 to {count})")
+        return every[count - blocks:]
+    wrong = [b for b in blocks if isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < count]
+    if wrong or not blocks or len(set(blocks)) != len(blocks):
+        raise ValueError(f"blocks: {list(blocks)} must be distinct indices in 0..{count - 1}: "
+                         f"the model has {count} encoder blocks" + (f"; not valid: {wrong}" if wrong else ""))
+    return [every[i] for i in sorted(blocks)]
+
+
+def in_blocks(name: str, blocks: Sequence[str] | None) -> bool:
+    """Whether a module or parameter name lies in one of `blocks` (None: every name, in a block or not)."""
+    return blocks is None or block_of(name) in blocks
+
+
+def match_targets(
+    model: nn.Module, components: Mapping[str, str], targets: Sequence[str], blocks: object = None
+) -> dict[str, str]:
     """Module name -> component for every module the target components select, in model order.
 
     Strict on purpose: a pattern that matches nothing, or matches a module that is not
     nn.Linear / nn.Conv2d, means the backbone and the config disagree, and training on would
-    silently adapt less than the config says.
+    silently adapt less than the config says. `blocks` (see chosen_blocks) keeps only modules
+    inside the chosen encoder blocks; modules outside every block (the neck) are then left out.
     """
     if isinstance(targets, str) or not isinstance(targets, Sequence) or not targets:
         raise ValueError(f"targets must be a non-empty list of component names, got {targets!r}")
@@ -235,7 +289,8 @@ def match_targets(model: nn.Module, components: Mapping[str, str], targets: Sequ
             if name in matched:
                 raise ValueError(f"module {name!r} is matched by both components {matched[name]!r} and {component!r}")
             matched[name] = component
-    return {name: matched[name] for name in modules if name in matched}
+    kept = chosen_blocks(model, components, blocks)
+    return {name: matched[name] for name in modules if name in matched and in_blocks(name, kept)}
 
 
 def freeze(model: nn.Module) -> None:
@@ -251,13 +306,15 @@ def replace_modules(model: nn.Module, replacements: Mapping[str, nn.Module]) -> 
         setattr(model.get_submodule(parent_name), child, module)
 
 
-def adapt(model: nn.Module, components: Mapping[str, str], targets: Sequence[str], build: BuildFn) -> list[str]:
-    """Freeze the model and replace the targeted layers by build(name, component, module).
+def adapt(
+    model: nn.Module, components: Mapping[str, str], targets: Sequence[str], build: BuildFn, blocks: object = None
+) -> list[str]:
+    """Freeze the model and replace the targeted layers (in the chosen `blocks`) by build(name, component, module).
 
     Every adapted layer is built before the model is touched, so a bad rank on the last layer
     leaves the model as it was.
     """
-    matched = match_targets(model, components, targets)
+    matched = match_targets(model, components, targets, blocks)
     layers = {name: build(name, component, model.get_submodule(name)) for name, component in matched.items()}
     for name, layer in layers.items():
         if not isinstance(layer, AdaptedLayer):

@@ -46,6 +46,7 @@ class DoRALayer(LoRALayer):
 
 HPARAMS: dict[str, object] = {
     "targets": list(DEFAULT_TARGETS),
+    "blocks": None,
     "rank": 4,
     "lora_alpha": None,
     "ranks": {},
@@ -60,7 +61,7 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
     def build(name: str, component: str, module: nn.Module) -> DoRALayer:
         return DoRALayer(module, ranks.get(component, hparams["rank"]), hparams["lora_alpha"], layer_name=name)
 
-    return adapt(model, components, hparams["targets"], build)
+    return adapt(model, components, hparams["targets"], build, hparams["blocks"])
 
 
 METHOD = Method(

@@ -82,6 +82,7 @@ class LoRALayer(AdaptedLayer):
 
 HPARAMS: dict[str, object] = {
     "targets": list(DEFAULT_TARGETS),
+    "blocks": None,
     "rank": 4,
     "lora_alpha": None,
     "dropout": 0.0,
@@ -104,7 +105,7 @@ def low_rank_apply(method: Callable[[], Method], layer_class: type[AdaptedLayer]
             rank = ranks.get(component, hparams["rank"])
             return layer_class(module, rank, hparams["lora_alpha"], hparams["dropout"], layer_name=name)
 
-        return adapt(model, components, hparams["targets"], build)
+        return adapt(model, components, hparams["targets"], build, hparams["blocks"])
 
     return apply
 

@@ -87,7 +87,7 @@ class PeftLayer(AdaptedLayer):
         self.tuned = tuned
         self.tuner = tuner
         self.penalty_scale = 0.0
-        self.merges = type(tuned).merge is not BaseTunerLayer.merge
+        self.mergeable = type(tuned).merge is not BaseTunerLayer.merge
         if tuner == "adalora":
             self.note = ("AdaLoRA without its budget schedule: RankAllocator pruning needs a per-step hook the engine "
                          "does not have, so every layer keeps init_r")
@@ -98,7 +98,7 @@ class PeftLayer(AdaptedLayer):
 
     def _folded(self) -> nn.Module:
         """peft's own merge, on a copy, so this layer keeps training unmerged: the plain base layer."""
-        if not self.merges:
+        if not self.mergeable:
             raise NotImplementedError(f"{self.layer_name}: peft's {type(self.tuned).__name__} has no merge")
         with torch.no_grad():
             folded = copy.deepcopy(self.tuned)
@@ -111,7 +111,7 @@ class PeftLayer(AdaptedLayer):
     def merge(self) -> nn.Module:
         """peft's merged base layer, frozen; its bias too ((IA)^3 scales the bias with the output).
         A layer peft cannot merge stays as it is and is evaluated unmerged."""
-        if not self.merges:
+        if not self.mergeable:
             return self
         plain = self._folded()
         for parameter in plain.parameters():
@@ -135,14 +135,14 @@ class PeftLayer(AdaptedLayer):
         return f"{self.layer_name}: {out_dim}x{in_dim}, peft {type(self.tuned).__module__}.{type(self.tuned).__name__}"
 
 
-HPARAMS: dict[str, object] = {"targets": list(DEFAULT_TARGETS), "tuner": "lora"}
+HPARAMS: dict[str, object] = {"targets": list(DEFAULT_TARGETS), "blocks": None, "tuner": "lora"}
 
 
 def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
     """Inject the tuner into a holder of the targeted layers, then swap the wrapped layers into the model."""
     hparams = resolve_hparams(METHOD, spec)
-    tuner, targets = str(hparams.pop("tuner")).lower(), hparams.pop("targets")
-    matched = match_targets(model, components, targets)
+    tuner, targets, blocks = str(hparams.pop("tuner")).lower(), hparams.pop("targets"), hparams.pop("blocks")
+    matched = match_targets(model, components, targets, blocks)
     holder = nn.Module()
     slots = {name: f"layer{index}" for index, name in enumerate(matched)}
     for name, slot in slots.items():
@@ -162,7 +162,7 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
         scale = config.orth_reg_weight / (2 * len(layers))
         for layer in layers.values():
             layer.penalty_scale = scale
-    return adapt(model, components, targets, lambda name, component, module: layers[name])
+    return adapt(model, components, targets, lambda name, component, module: layers[name], blocks)
 
 
 METHOD = Method(

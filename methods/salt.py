@@ -161,6 +161,7 @@ class SALTLayer(AdaptedLayer):
 
 HPARAMS: dict[str, object] = {
     "targets": list(DEFAULT_TARGETS),
+    "blocks": None,
     "rank": 4,
     "sv_rank": 0.5,
     "init": "paper",
@@ -189,7 +190,7 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
             sv_energy=hparams["sv_energy"],
         )
 
-    return adapt(model, components, hparams["targets"], build)
+    return adapt(model, components, hparams["targets"], build, hparams["blocks"])
 
 
 METHOD = Method(

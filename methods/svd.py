@@ -68,14 +68,14 @@ class SVDLayer(AdaptedLayer):
         return f"{self.layer_name}: {out_dim}x{in_dim}, r_max={self.sigma.numel()}"
 
 
-HPARAMS: dict[str, object] = {"targets": list(DEFAULT_TARGETS), "reg": "official"}
+HPARAMS: dict[str, object] = {"targets": list(DEFAULT_TARGETS), "blocks": None, "reg": "official"}
 
 
 def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
     """`reg` chooses the regulariser: official (the S-SAM code's) or eq5 (SALT's scale/shift term)."""
     hparams = resolve_hparams(METHOD, spec)
     return adapt(model, components, hparams["targets"],
-                 lambda name, _component, module: SVDLayer(module, name, reg=hparams["reg"]))
+                 lambda name, _component, module: SVDLayer(module, name, reg=hparams["reg"]), hparams["blocks"])
 
 
 METHOD = Method(

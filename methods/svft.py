@@ -82,7 +82,7 @@ class SVFTLayer(AdaptedLayer):
         return f"{self.layer_name}: {out_dim}x{in_dim}, {self.pattern}, bandwidth={self.bandwidth}"
 
 
-HPARAMS: dict[str, object] = {"targets": list(DEFAULT_TARGETS), "pattern": "plain", "bandwidth": 0}
+HPARAMS: dict[str, object] = {"targets": list(DEFAULT_TARGETS), "blocks": None, "pattern": "plain", "bandwidth": 0}
 
 
 def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
@@ -91,7 +91,7 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
     def build(name: str, component: str, module: nn.Module) -> SVFTLayer:
         return SVFTLayer(module, hparams["pattern"], hparams["bandwidth"], layer_name=name)
 
-    return adapt(model, components, hparams["targets"], build)
+    return adapt(model, components, hparams["targets"], build, hparams["blocks"])
 
 
 METHOD = Method(

@@ -1,0 +1,129 @@
+"""The peft-sam benchmark's methods (selective tuning, SSF, AdaptFormer, FacT) and `blocks:` placement,
+against direct counts and their papers' formulas."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.config_checks import _cached_architecture
+from methods import apply_method, count_parameters
+from methods.base import encoder_blocks
+from tests.test_methods import COMPONENTS, toy, toy_input
+
+DIM = 24  # the toy's width; its blocks are 2, each: LayerNorm, qkv 24->72, proj 24->24, fc1 24->48, fc2 48->24
+
+
+def trainable(model: nn.Module) -> dict[str, int]:
+    return {name: p.numel() for name, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.fixture(scope="module")
+def sam_vit_b() -> tuple[nn.Module, dict[str, str]]:
+    """SAM ViT-B at 512 px without weights (meta device), as config checks build it."""
+    return _cached_architecture("sam_vit_b", 512)
+
+
+def fresh_sam(sam_vit_b) -> tuple[nn.Module, dict[str, str]]:
+    import copy
+
+    model, components = sam_vit_b
+    return copy.deepcopy(model), components
+
+
+# --- placement: blocks -----------------------------------------------------------------------------
+
+
+def test_blocks_are_read_from_module_names(sam_vit_b) -> None:
+    assert encoder_blocks(toy(), COMPONENTS) == ["blocks.0", "blocks.1"]
+    assert encoder_blocks(*sam_vit_b) == [f"image_encoder.blocks.{i}" for i in range(12)]
+
+
+def test_blocks_last_k_and_indices_choose_the_layers() -> None:
+    late = toy()
+    assert apply_method(late, {"name": "lora", "rank": 2, "blocks": 1}, COMPONENTS) == [
+        "blocks.1.attn.qkv", "blocks.1.attn.proj", "blocks.1.mlp.fc1", "blocks.1.mlp.fc2"]
+    listed = toy()
+    assert apply_method(listed, {"name": "lora", "rank": 2, "blocks": [0]}, COMPONENTS)[0] == "blocks.0.attn.qkv"
+    every = toy()
+    assert len(apply_method(every, {"name": "lora", "rank": 2, "targets": ["attn.qkv", "neck"]}, COMPONENTS)) == 3
+    # rank 2: qkv 2 (24 + 72), proj 2 (24 + 24), fc1 2 (24 + 48), fc2 2 (48 + 24) in the one late block
+    assert count_parameters(late)[0] == 2 * (96 + 48 + 72 + 72)
+
+
+@pytest.mark.parametrize(("blocks", "message"), [
+    (3, "3 last blocks asked, but the model has 2 encoder blocks"),
+    (0, "the model has 2 encoder blocks"),
+    ([0, 2], "the model has 2 encoder blocks; not valid: [2]"),
+    ([1, 1], "must be distinct indices in 0..1"),
+    ("late", "a count of last blocks or a list of block indices"),
+])
+def test_wrong_blocks_are_named_with_the_block_count(blocks, message) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        apply_method(toy(), {"name": "lora", "blocks": blocks}, COMPONENTS)
+
+
+def test_wrong_blocks_on_sam_vit_b_name_its_twelve_blocks(sam_vit_b) -> None:
+    model, components = fresh_sam(sam_vit_b)
+    with pytest.raises(ValueError, match="the model has 12 encoder blocks; not valid: \\[12\\]"):
+        apply_method(model, {"name": "salt", "blocks": [11, 12]}, components)
+
+
+def test_late_full_fine_tuning_trains_every_parameter_of_the_chosen_blocks() -> None:
+    model = toy()
+    apply_method(model, {"name": "full", "blocks": 1}, COMPONENTS)
+    block = sum(p.numel() for p in model.blocks[1].parameters())
+    assert set(trainable(model)) == {f"blocks.1.{name}" for name, _ in model.blocks[1].named_parameters()}
+    assert count_parameters(model)[0] == block
+    everything = toy()
+    apply_method(everything, {"name": "full"}, COMPONENTS)
+    assert count_parameters(everything)[0] == count_parameters(everything)[1]
+
+
+# --- selective tuning ------------------------------------------------------------------------------
+
+
+def test_selective_kinds_on_the_toy_match_direct_counts() -> None:
+    per_block = {
+        "bias": DIM + 3 * DIM + DIM + 2 * DIM + DIM,  # norm, qkv, proj, fc1, fc2 biases
+        "layernorm": 2 * DIM,
+        "attention": (DIM * 3 * DIM + 3 * DIM) + (DIM * DIM + DIM),
+    }
+    for kind, count in per_block.items():
+        model = toy()
+        assert apply_method(model, {"name": "selective", "kinds": [kind]}, COMPONENTS) == []
+        assert count_parameters(model)[0] == 2 * count, kind
+    late = toy()
+    apply_method(late, {"name": "selective", "kinds": ["bias", "layernorm"], "blocks": [1]}, COMPONENTS)
+    assert count_parameters(late)[0] == per_block["bias"] + DIM  # the norm's bias is counted once
+    assert all(name.startswith("blocks.1.") for name in trainable(late))
+
+
+def test_selective_on_sam_vit_b_matches_direct_counts(sam_vit_b) -> None:
+    d, blocks = 768, 12
+    # windowed blocks (14 x 14 windows) hold rel_pos_h, rel_pos_w of (2*14-1) x 64; the 4 global
+    # blocks at 512 px (32 x 32 tokens) (2*32-1) x 64
+    rel_pos = 8 * 2 * 27 * 64 + 4 * 2 * 63 * 64
+    expected = {
+        "bias": blocks * (d + 3 * d + d + d + 4 * d + d),
+        "layernorm": blocks * 4 * d,
+        "attention": blocks * (d * 3 * d + 3 * d + d * d + d) + rel_pos,
+    }
+    assert expected == {"bias": 101_376, "layernorm": 36_864, "attention": 28_408_320}
+    for kind, count in expected.items():
+        model, components = fresh_sam(sam_vit_b)
+        apply_method(model, {"name": "selective", "kinds": [kind]}, components)
+        assert count_parameters(model)[0] == count, kind
+        assert all(name.startswith("image_encoder.blocks.") for name in trainable(model))
+
+
+def test_selective_rejects_an_unknown_kind() -> None:
+    with pytest.raises(ValueError, match=r"kinds must be a non-empty list of \['attention', 'bias', 'layernorm'\]"):
+        apply_method(toy(), {"name": "selective", "kinds": ["norms"]}, COMPONENTS)
+
+
+def test_selective_output_is_the_frozen_models_at_the_start() -> None:
+    model, reference = toy(), toy()
+    apply_method(model, {"name": "selective", "kinds": ["attention"]}, COMPONENTS)
+    x = toy_input()
+    torch.testing.assert_close(model(x), reference(x))
