@@ -127,3 +127,61 @@ def test_selective_output_is_the_frozen_models_at_the_start() -> None:
     apply_method(model, {"name": "selective", "kinds": ["attention"]}, COMPONENTS)
     x = toy_input()
     torch.testing.assert_close(model(x), reference(x))
+
+
+# --- SSF -------------------------------------------------------------------------------------------
+
+
+def randomise_ssf(model: nn.Module) -> None:
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("gamma", "beta")):
+                p.copy_(torch.randn_like(p) * 0.5 + (1.0 if name.endswith("gamma") else 0.0))
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_ssf_is_scale_and_shift_of_the_output_and_merges_exactly(kind) -> None:
+    from methods.ssf import SSFLayer
+    from tests.test_methods import make_base, make_input
+
+    base = make_base(kind)
+    layer = SSFLayer(base, layer_name=kind)
+    randomise_ssf(layer)
+    x = make_input(kind)
+    shape = (-1,) if kind == "linear" else (-1, 1, 1)
+    direct = base(x) * layer.gamma.detach().reshape(shape) + layer.beta.detach().reshape(shape)
+    torch.testing.assert_close(layer(x), direct, atol=1e-5, rtol=1e-5)
+    merged = layer.merge()
+    assert type(merged) is type(base) and not any(p.requires_grad for p in merged.parameters())
+    gamma, beta = layer.gamma.detach(), layer.beta.detach()
+    w = base.weight.detach()
+    torch.testing.assert_close(merged.weight, w * gamma.reshape(-1, *[1] * (w.dim() - 1)))  # diag(gamma) W
+    torch.testing.assert_close(merged.bias, gamma * base.bias.detach() + beta)  # gamma b + beta
+    torch.testing.assert_close(merged(x), layer(x), atol=1e-5, rtol=1e-5)
+
+
+def test_ssf_without_bias_merges_beta_as_the_bias() -> None:
+    from methods.ssf import SSFLayer
+
+    base = nn.Linear(6, 5, bias=False)
+    layer = SSFLayer(base)
+    randomise_ssf(layer)
+    x = torch.randn(4, 6)
+    merged = layer.merge()
+    torch.testing.assert_close(merged.bias, layer.beta.detach())
+    torch.testing.assert_close(merged(x), layer(x), atol=1e-5, rtol=1e-5)
+
+
+def test_ssf_on_the_toy_counts_two_per_channel_and_merges_to_the_frozen_layers() -> None:
+    from methods import merge_model
+
+    model = toy()
+    adapted = apply_method(model, {"name": "ssf", "targets": ["attn.qkv", "attn.proj", "mlp", "neck"]}, COMPONENTS)
+    assert len(adapted) == 9
+    assert count_parameters(model)[0] == 2 * (2 * (3 * DIM + DIM + 2 * DIM + DIM) + 8)
+    randomise_ssf(model)
+    x = toy_input()
+    before = model(x)
+    merge_model(model)
+    torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
+    assert count_parameters(model) == (0, count_parameters(toy())[1])
