@@ -185,3 +185,84 @@ def test_ssf_on_the_toy_counts_two_per_channel_and_merges_to_the_frozen_layers()
     merge_model(model)
     torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
     assert count_parameters(model) == (0, count_parameters(toy())[1])
+
+
+# --- AdaptFormer -----------------------------------------------------------------------------------
+
+
+class LNBlock(nn.Module):
+    """A pre-norm block as SAM's: x' = x + attn(x) (identity here), out = x' + MLP(LN(x'))."""
+
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Module()
+        self.mlp.lin1, self.mlp.act, self.mlp.lin2 = nn.Linear(dim, 16), nn.GELU(), nn.Linear(16, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp.lin2(self.mlp.act(self.mlp.lin1(self.norm2(x))))
+
+
+class LNEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.blocks = nn.ModuleList(LNBlock() for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+LN_COMPONENTS = {"mlp": r"blocks\.\d+\.mlp\.lin[12]"}
+
+
+def test_adaptformer_is_the_papers_parallel_adapter() -> None:
+    import copy
+
+    import methods
+
+    model = LNEncoder()
+    frozen = copy.deepcopy(model)
+    spec = {"name": "adaptformer", "bottleneck": 4, "blocks": [0, 2]}
+    assert apply_method(model, spec, LN_COMPONENTS) == ["blocks.0.mlp.lin2", "blocks.2.mlp.lin2"]
+    # per block: down 8*4 + 4, up 4*8 + 8, the learnable scale 1
+    assert count_parameters(model)[0] == 2 * (8 * 4 + 4 + 4 * 8 + 8 + 1)
+    x = torch.randn(2, 5, 8)
+    torch.testing.assert_close(model(x), frozen(x))  # up starts at zero
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0.0, 0.5)
+    out = model(x)
+    direct = x
+    for index, block in enumerate(frozen.blocks):
+        h = block.norm2(direct)
+        mlp = block.mlp.lin2(block.mlp.act(block.mlp.lin1(h)))
+        extra = 0
+        if index in (0, 2):
+            layer = model.blocks[index].mlp.lin2
+            extra = layer.scale * (torch.relu(h @ layer.down.weight.T + layer.down.bias) @ layer.up.weight.T + layer.up.bias)
+        direct = direct + mlp + extra
+    torch.testing.assert_close(out, direct, atol=1e-5, rtol=1e-5)
+    merged = methods.merge_model(copy.deepcopy(model))  # not mergeable: the layers stay, the function too
+    assert sorted(methods.adapted_layers(merged)) == ["blocks.0.mlp.lin2", "blocks.2.mlp.lin2"]
+    torch.testing.assert_close(merged(x), out)
+
+
+def test_adaptformer_fixed_scale_and_bad_values() -> None:
+    model = LNEncoder()
+    apply_method(model, {"name": "adaptformer", "bottleneck": 4, "scale": 0.1}, LN_COMPONENTS)
+    assert count_parameters(model)[0] == 3 * (8 * 4 + 4 + 4 * 8 + 8)
+    with pytest.raises(ValueError, match="bottleneck must be a positive integer"):
+        apply_method(LNEncoder(), {"name": "adaptformer", "bottleneck": 0}, LN_COMPONENTS)
+    with pytest.raises(ValueError, match="the model has 3 encoder blocks"):
+        apply_method(LNEncoder(), {"name": "adaptformer", "blocks": 4}, LN_COMPONENTS)
+
+
+def test_adaptformer_on_sam_vit_b_counts(sam_vit_b) -> None:
+    model, components = fresh_sam(sam_vit_b)
+    adapted = apply_method(model, {"name": "adaptformer"}, components)
+    assert adapted == [f"image_encoder.blocks.{i}.mlp.lin2" for i in range(12)]
+    assert count_parameters(model)[0] == 12 * (2 * 768 * 64 + 64 + 768 + 1) == 1_189_644

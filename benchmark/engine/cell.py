@@ -178,7 +178,10 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) ->
     sv_ranks, notes = singular_value_ranks(model), layer_notes(model)
     method = {"rank": None, **cell.entry, "id": entry_id(cell.entry), "label": built.label, "group": cell.group}
     save_adapter(out / "adapter.safetensors", model, method=cell.entry, backbone=cell.backbone, weights=built.weights)
-    architecture = json.dumps(_architecture(cell, config), sort_keys=True)
+    architecture = _architecture(cell, config)
+    if any(not layer.mergeable for layer in methods.adapted_layers(model).values()):
+        architecture["unmerged_method"] = cell.hparams()  # its layers stay in the inference model
+    architecture = json.dumps(architecture, sort_keys=True)
     training = _training_cost(model, built.adapted, cell, architecture, config)
     merged = methods.merge_model(model)
     unmerged = sorted({type(layer).__name__ for layer in methods.adapted_layers(merged).values()})
