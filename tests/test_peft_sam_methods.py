@@ -266,3 +266,97 @@ def test_adaptformer_on_sam_vit_b_counts(sam_vit_b) -> None:
     adapted = apply_method(model, {"name": "adaptformer"}, components)
     assert adapted == [f"image_encoder.blocks.{i}.mlp.lin2" for i in range(12)]
     assert count_parameters(model)[0] == 12 * (2 * 768 * 64 + 64 + 768 + 1) == 1_189_644
+
+
+# --- FacT ------------------------------------------------------------------------------------------
+
+
+def fact_toy(form: str, rank: int = 3) -> tuple[nn.Module, nn.Module]:
+    import copy
+
+    model = toy()
+    frozen = copy.deepcopy(model)
+    apply_method(model, {"name": "fact", "form": form, "rank": rank, "scale": 0.7}, COMPONENTS)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0.0, 0.3)
+    return model, frozen
+
+
+@pytest.mark.parametrize("form", ["tt", "tk"])
+def test_fact_is_the_papers_factorised_tensor(form) -> None:
+    """Each layer's d x d slices (row-vector convention, W is in x out) against eq. TT / TK:
+    dW_j = s U Sigma_j V^T, or s U (sum_k P[j, k] C_k) V^T, U and V the same for every layer."""
+    model, frozen = fact_toy(form)
+    layers = [model.get_submodule(name) for name in ("blocks.0.attn.qkv", "blocks.1.mlp.fc2")]
+    assert layers[0].U is layers[1].U and layers[0].V is layers[1].V
+    U, V, d, s = layers[0].U.detach(), layers[0].V.detach(), 24, 0.7
+    for name in ("blocks.0.attn.qkv", "blocks.1.mlp.fc2", "blocks.1.mlp.fc1"):
+        layer, base = model.get_submodule(name), frozen.get_submodule(name)
+        w = base.weight.detach().T  # in x out
+        for b in range(w.shape[0] // d):
+            for a in range(w.shape[1] // d):
+                if form == "tt":
+                    core = layer.cores[b, a].detach()
+                else:
+                    core = sum(layer.P[b, a, k].detach() * layer.C[:, :, k].detach() for k in range(3))
+                expected = w[b * d:(b + 1) * d, a * d:(a + 1) * d] + s * U @ core @ V.T
+                got = layer.adapted_weight().detach().T[b * d:(b + 1) * d, a * d:(a + 1) * d]
+                torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+        x = torch.randn(4, w.shape[0])
+        torch.testing.assert_close(layer(x), x @ layer.adapted_weight().detach().T + base.bias.detach(),
+                                   atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["tt", "tk"])
+def test_fact_merges_and_counts_shared_factors_once(form) -> None:
+    from methods import adapter_state_dict, merge_model
+
+    model, _ = fact_toy(form)
+    d, r, slices = 24, 3, 2 * (3 + 1 + 2 + 2)  # per block: qkv 1x3, proj 1x1, fc1 1x2, fc2 2x1
+    per_form = slices * r * r if form == "tt" else r ** 3 + slices * r
+    assert count_parameters(model)[0] == 2 * d * r + per_form
+    assert sum(t.numel() for t in adapter_state_dict(model).values()) == 2 * d * r + per_form
+    x = toy_input()
+    before = model(x)
+    merge_model(model)
+    torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-5)
+
+
+def test_fact_starts_at_the_frozen_model_and_rejects_odd_shapes() -> None:
+    model, frozen = toy(), toy()
+    apply_method(model, {"name": "fact", "form": "tk"}, COMPONENTS)
+    x = toy_input()
+    torch.testing.assert_close(model(x), frozen(x))
+    with pytest.raises(ValueError, match="form must be one of"):
+        apply_method(toy(), {"name": "fact", "form": "cp"}, COMPONENTS)
+    with pytest.raises(ValueError, match="FacT adapts nn.Linear layers, not a Conv2d"):
+        apply_method(toy(), {"name": "fact", "targets": ["attn.qkv", "neck"]}, COMPONENTS)
+
+
+def test_fact_on_sam_vit_b_counts(sam_vit_b) -> None:
+    model, components = fresh_sam(sam_vit_b)
+    apply_method(model, {"name": "fact", "rank": 8}, components)
+    assert count_parameters(model)[0] == 2 * 768 * 8 + 12 * 12 * 8 * 8  # U, V + 144 slices' cores
+
+
+@pytest.mark.parametrize("spec", [
+    {"name": "fact", "form": "tk", "rank": 2}, {"name": "ssf"}, {"name": "adaptformer", "bottleneck": 3},
+    {"name": "selective", "kinds": ["bias"], "blocks": 1},
+])
+def test_adapter_only_checkpoints_reload_the_same_model(tmp_path, spec) -> None:
+    from benchmark.engine.adapters import load_adapter, save_adapter
+
+    model = toy()
+    apply_method(model, spec, COMPONENTS)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    save_adapter(tmp_path / "a.safetensors", model, method=spec, backbone="toy", weights="toy")
+    fresh = toy()
+    apply_method(fresh, spec, COMPONENTS)
+    load_adapter(fresh, tmp_path / "a.safetensors", method=spec, backbone="toy", weights="toy")
+    x = toy_input()
+    torch.testing.assert_close(fresh(x), model(x), atol=0, rtol=0)
