@@ -8,9 +8,10 @@ shared by every slice. In its row-vector convention (h = x W, W is in x out), sl
     FacT-TK:  dW_j = s * U (sum_k P[j, k] C_k) V^T  U, V (d x r), C (r x r x r) shared, P (12L x r)
 
 Here the slices are the d x d blocks of every targeted layer's in x out weight, d being the
-smallest dimension among the targeted layers (768 in SAM ViT-B: qkv gives 3 slices, proj 1,
-lin1 and lin2 4 each, the paper's 12 per block); a layer whose dimensions are not multiples of d
-is an error. U and V (and TK's C) are one pair of tensors held by every adapted layer (counted
+greatest common divisor of the targeted layers' dimensions: the width in SAM ViT-B (768: qkv
+gives 3 slices, proj 1, lin1 and lin2 4 each, the paper's 12 per block); in encoders whose
+stages differ in width (TinyViT: 128, 160, 320) a common divisor (32), so that one U and V
+serve every stage. U and V (and TK's C) are one pair of tensors held by every adapted layer (counted
 once, saved once, under the first layer's name); each layer holds its own slices' cores (TT) or
 rows of P (TK). U is drawn as the paper's code draws its input projection (xavier-uniform), V
 starts at zero, so the model starts as the frozen one. Forward runs x -> U -> cores -> V, never
@@ -43,7 +44,7 @@ class FacTLayer(AdaptedLayer):
         out_dim, in_dim = self.matrix_shape
         if out_dim % dim or in_dim % dim:
             raise ValueError(f"{self.layer_name}: FacT needs dimensions that are multiples of d = {dim} "
-                             f"(the smallest among the targeted layers), got {out_dim} x {in_dim}")
+                             f"(the shared factors' width), got {out_dim} x {in_dim}")
         self.form, self.scale, self.dim = form, scale, dim
         self.slices = (in_dim // dim, out_dim // dim)  # input chunks b, output chunks a
         self.U, self.V = shared["U"], shared["V"]
@@ -111,7 +112,7 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
             raise ValueError(f"method 'fact': {key} must be a number{' in [0, 1)' if low is not None else ''}, got {value!r}")
     matched = match_targets(model, components, hparams["targets"], hparams["blocks"])
     layers = [model.get_submodule(name) for name in matched]
-    dim = min(min(layer.weight.shape[:2]) for layer in layers)
+    dim = math.gcd(*(size for layer in layers for size in layer.weight.shape[:2]))
     shared = shared_factors(dim, rank, form, layers[0].weight)
     return adapt(model, components, hparams["targets"],
                  lambda name, _c, module: FacTLayer(module, shared, form, float(hparams["scale"]), hparams["dropout"], name),
