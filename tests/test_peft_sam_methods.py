@@ -39,6 +39,15 @@ def test_blocks_are_read_from_module_names(sam_vit_b) -> None:
     assert encoder_blocks(*sam_vit_b) == [f"image_encoder.blocks.{i}" for i in range(12)]
 
 
+def test_blocks_of_tinyvit_and_hiera_are_counted_through_stages() -> None:
+    """LiteMedSAM's TinyViT: stages 1-3 hold 2 + 6 + 2 transformer blocks (stage 0 is convolutional,
+    no component reaches it); SAM2's Hiera-T trunk 12 blocks."""
+    lite = encoder_blocks(*_cached_architecture("litemedsam", 256))
+    assert len(lite) == 10 and lite[0] == "image_encoder.layers.1.blocks.0" and lite[-1] == "image_encoder.layers.3.blocks.1"
+    hiera = encoder_blocks(*_cached_architecture("sam2_hiera_t", 512))
+    assert hiera == [f"image_encoder.trunk.blocks.{i}" for i in range(12)]
+
+
 def test_blocks_last_k_and_indices_choose_the_layers() -> None:
     late = toy()
     assert apply_method(late, {"name": "lora", "rank": 2, "blocks": 1}, COMPONENTS) == [
