@@ -290,7 +290,10 @@ def match_targets(
                 raise ValueError(f"module {name!r} is matched by both components {matched[name]!r} and {component!r}")
             matched[name] = component
     kept = chosen_blocks(model, components, blocks)
-    return {name: matched[name] for name in modules if name in matched and in_blocks(name, kept)}
+    chosen = {name: matched[name] for name in modules if name in matched and in_blocks(name, kept)}
+    if not chosen:
+        raise ValueError(f"targets {list(targets)} hold no module inside the chosen blocks {blocks!r}")
+    return chosen
 
 
 def freeze(model: nn.Module) -> None:

@@ -72,6 +72,11 @@ def test_wrong_blocks_are_named_with_the_block_count(blocks, message) -> None:
         apply_method(toy(), {"name": "lora", "blocks": blocks}, COMPONENTS)
 
 
+def test_blocks_with_targets_outside_every_block_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"targets \['neck'\] hold no module inside the chosen blocks 1"):
+        apply_method(toy(), {"name": "lora", "targets": ["neck"], "blocks": 1}, COMPONENTS)
+
+
 def test_wrong_blocks_on_sam_vit_b_name_its_twelve_blocks(sam_vit_b) -> None:
     model, components = fresh_sam(sam_vit_b)
     with pytest.raises(ValueError, match="the model has 12 encoder blocks; not valid: \\[12\\]"):
