@@ -374,3 +374,14 @@ def test_adapter_only_checkpoints_reload_the_same_model(tmp_path, spec) -> None:
     load_adapter(fresh, tmp_path / "a.safetensors", method=spec, backbone="toy", weights="toy")
     x = toy_input()
     torch.testing.assert_close(fresh(x), model(x), atol=0, rtol=0)
+
+
+def test_decoder_only_trains_the_mask_decoder_and_prompt_encoder(sam_vit_b) -> None:
+    model, components = fresh_sam(sam_vit_b)
+    apply_method(model, {"name": "decoder"}, components)
+    names = trainable(model)
+    assert names and all(name.startswith(("mask_decoder.", "prompt_encoder.")) for name in names)
+    # SAM ViT-B's mask decoder 4,058,340 and prompt encoder 6,220 (segment-anything's modules)
+    assert count_parameters(model)[0] == 4_058_340 + 6_220
+    with pytest.raises(ValueError, match="no parameter under"):
+        apply_method(toy(), {"name": "decoder"}, COMPONENTS)

@@ -1,0 +1,38 @@
+"""Decoder-only tuning: the image encoder frozen, the mask decoder and the prompt path trained.
+
+peft-sam's "frozen encoder" row (Teuber, Archit and Pape, MIDL 2025): its PEFT rows all train SAM's
+mask decoder and prompt encoder, and this one trains nothing else. The prompt path here is the
+prompt encoder plus the TAL (which the engine trains for every method as the backbone's extra
+trainable set). Module names are those every SAM-family cell model has (benchmark/models/prompted.py:
+`prompt_encoder`, `mask_decoder`).
+
+Not done: the frozen encoder's embeddings are not cached, so a step still runs the encoder's
+forward (no backward through it); the step costs that much more than a decoder's alone.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from methods.base import Method, freeze, resolve_hparams
+
+TRAINED = ("prompt_encoder.", "mask_decoder.")
+
+
+def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
+    resolve_hparams(METHOD, spec)
+    chosen = [p for name, p in model.named_parameters() if name.startswith(TRAINED)]
+    if not chosen:
+        raise ValueError(f"method 'decoder': the model has no parameter under {list(TRAINED)}")
+    freeze(model)
+    for parameter in chosen:
+        parameter.requires_grad_(True)
+    return []
+
+
+METHOD = Method(
+    name="decoder",
+    label="Decoder-only",
+    description="Decoder-only: image encoder frozen; mask decoder and prompt encoder trained.",
+    hparams={},
+    apply=apply,
+)
