@@ -121,7 +121,7 @@ def test_adapter_only_checkpoint_reproduces_a_peft_model(tmp_path) -> None:
 def test_a_layer_peft_cannot_merge_is_evaluated_unmerged(monkeypatch) -> None:
     model = adapted_toy("lora")
     layer = next(iter(methods.adapted_layers(model).values()))
-    monkeypatch.setattr(layer, "merges", False)
+    monkeypatch.setattr(layer, "mergeable", False)
     merged = merge_model(copy.deepcopy(model))
     assert len(methods.adapted_layers(merged)) == 1
 
