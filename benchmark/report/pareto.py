@@ -103,10 +103,10 @@ def pareto_figure(config: dict, summaries: list[dict]) -> Figure:
     _, mapping = paper_section(config)
     colours = {p.key: f"C{i % 10}" for i, p in enumerate(ours)}
     markers = {p.key: MARKERS[i % len(MARKERS)] for i, p in enumerate(ours)}
-    fig = Figure(figsize=(13.0, 6.2))
+    fig = Figure(figsize=(14.0, 6.2))
     FigureCanvasAgg(fig)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    fig.subplots_adjust(left=0.06, right=0.70, bottom=0.2, top=0.9, wspace=0.25)
+    fig.subplots_adjust(left=0.06, right=0.72, bottom=0.2, top=0.9, wspace=0.22)
     for point in ours:
         style = dict(color=colours[point.key], marker=markers[point.key], s=70, edgecolors="black", linewidths=0.6, zorder=3)
         left.scatter([point.pct], [point.dice], gid="ours", **style)
@@ -125,9 +125,9 @@ def pareto_figure(config: dict, summaries: list[dict]) -> Figure:
             left.scatter([_published_pct(row)], [_published_dice(row)], s=90, marker=markers[point.key],
                          facecolors="none", edgecolors=colours[point.key], linewidths=1.8, zorder=2, gid="published")
     left.set_xscale("symlog", linthresh=0.1)
-    left.set_xlabel("% trainable parameters (of the model; symmetric log scale, linear below 0.1%)")
-    memory_kind = "accelerator peak reserved memory" if accelerator else "host peak RSS (no accelerator measured)"
-    right.set_xlabel(f"{memory_kind}, MB (mean over the row's cells)")
+    left.set_xlabel("% trainable parameters (of the model)\nsymmetric log scale, linear below 0.1%")
+    memory_kind = "accelerator peak reserved memory, MB" if accelerator else "host peak RSS, MB (no accelerator measured)"
+    right.set_xlabel(f"{memory_kind}\nmean over the row's cells")
     for ax in (left, right):
         ax.set_ylabel("average Dice (datasets the row ran on)")
         ax.grid(alpha=0.3)
@@ -139,7 +139,7 @@ def pareto_figure(config: dict, summaries: list[dict]) -> Figure:
         handles.append(Line2D([], [], linestyle="", marker="o", markerfacecolor="none", markeredgecolor="black",
                               markersize=9, label="hollow: published point of the\nrow of the same colour (paper)"))
     handles.append(Line2D([], [], linestyle="--", color="gray", label="Pareto front"))
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.71, 0.9), fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.73, 0.9), fontsize=8, frameon=False)
     fig.suptitle(f"Accuracy against cost per row (grid {config.get('name', 'grid')})")
     weights = distinct([s["weights"] for s in summaries])
     data = distinct([s["dataset"]["data"] for s in summaries])
