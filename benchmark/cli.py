@@ -129,9 +129,10 @@ PLAN_TEXT = ("project every cell's seconds per epoch, total time and peak memory
              "distinct (backbone, method, batch, input size) of the grid as its cells do and times a few real "
              "training steps and merged forward passes on random images on this device, then scales them by each "
              "dataset's image counts; prints the grid's total on 1 and --gpus devices and, on CUDA, names the cells "
-             "whose peak exceeds the GPU's memory with a batch size that would fit. Trust: training time within "
-             "about 1.5x on a quiet machine (the test allows 3x on a shared CPU); excludes process start, the "
-             "one-time GFLOPs count and HD95 computation; CPU memory is the plan process's peak RSS so far")
+             "whose peak exceeds the GPU's memory with a batch size that would fit. Trust: only as steady as the "
+             "host's load (the test holds training seconds per epoch within 3x of a real cell on a shared CPU); "
+             "excludes process start, the one-time GFLOPs count and HD95 computation; CPU memory is the plan "
+             "process's peak RSS so far, which never falls")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -32,10 +32,12 @@ from benchmark.data.sources import load_pairs
 from benchmark.grid import Cell, expand_cells
 from benchmark.perf.train_speed import inference_times, train_step_times
 
-TRUST = ("A projection from a few steps of random images: on a quiet machine expect training time within a factor "
-         "of about 1.5 of the real cells (the test checks a factor of 3 on a shared CPU host), less when the host "
-         "is loaded while the grid runs; memory on CUDA is the allocator's peak for the same step and batch, the "
-         "quantity an out-of-memory error is about; on a CPU it is the plan process's peak RSS so far.")
+TRUST = ("How far to trust it: a projection from a few steps on random images, in the plan's process, at the "
+         "load the host has while it measures; a grid run later on a busier or quieter machine differs by that "
+         "much. The test holds training seconds per epoch within 3x of a real cell on a shared CPU host (README "
+         "\"What a cell costs\" shows plan against measured for the default grid's cells). Memory on CUDA is the "
+         "allocator's peak reserved memory for the same step and batch, what an out-of-memory error is about; "
+         "on a CPU it is the plan process's peak RSS so far, which never falls.")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ peak RSS (the axis says which); fronts on the memory panel are drawn per device,
 measured on different devices is not compared."""
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +15,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from benchmark.io import atomic_write
 from benchmark.paper.mapping import paper_section
 from benchmark.paper.published import GROUP_TOTAL_M, PublishedRow, lookup
+from benchmark.report.figure_files import provenance_caption, write_png
 from benchmark.report.rows import by_row, distinct, on_dataset, seed_stats
 
 MARKERS = "osD^vP*Xh<>p"
@@ -143,13 +142,9 @@ def pareto_figure(config: dict, summaries: list[dict]) -> Figure:
     fig.suptitle(f"Accuracy against cost per row (grid {config.get('name', 'grid')})")
     weights = distinct([s["weights"] for s in summaries])
     data = distinct([s["dataset"]["data"] for s in summaries])
-    caption = "\n".join(textwrap.fill(text, 170) for text in (f"Weights: {weights}.", f"Data: {data}."))
-    fig.text(0.01, 0.01, caption, ha="left", va="bottom", fontsize=7)
+    provenance_caption(fig, weights, data, width=170)
     return fig
 
 
 def write_pareto(config: dict, summaries: list[dict], out_dir: Path) -> Path:
-    path = Path(out_dir) / "pareto.png"
-    fig = pareto_figure(config, summaries)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
-    return path
+    return write_png(pareto_figure(config, summaries), Path(out_dir) / "pareto.png")
