@@ -106,6 +106,37 @@ def cmd_cost(args: argparse.Namespace) -> None:
     print(write_cost(records, Path(args.out)))
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    import torch
+
+    from benchmark.cost.measure import MB
+    from benchmark.cost.plan import over_memory, plan, to_markdown
+    from benchmark.grid import expand_cells
+    from benchmark.provenance import device_name
+
+    config = _config(args.config)
+    device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("saltbench plan: --device cuda but torch sees no GPU (check CUDA_VISIBLE_DEVICES and nvidia-smi)")
+    torch.set_num_threads(config["train"]["threads"] or len(os.sched_getaffinity(0)))  # as a cell sets it
+    projections, measured = plan(config, device, args.warmup, args.steps)
+    print(to_markdown(projections, measured, args.gpus, device_name(device)))
+    if device.type == "cuda":
+        limit = torch.cuda.get_device_properties(device).total_memory / MB
+        for warning in over_memory(config, expand_cells(config), measured, limit, device, args.warmup, args.steps):
+            print(f"WARNING: {warning}")
+
+
+PLAN_TEXT = ("project every cell's seconds per epoch, total time and peak memory before training: builds each "
+             "distinct (backbone, method, batch, input size) of the grid as its cells do and times a few real "
+             "training steps and merged forward passes on random images on this device, then scales them by each "
+             "dataset's image counts; prints the grid's total on 1 and --gpus devices and, on CUDA, names the cells "
+             "whose peak exceeds the GPU's memory with a batch size that would fit. Trust: only as steady as the "
+             "host's load (the test holds training seconds per epoch within 3x of a real cell on a shared CPU); "
+             "excludes process start, the one-time GFLOPs count and HD95 computation; CPU memory is the plan "
+             "process's peak RSS so far, which never falls")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="saltbench", description="PEFT benchmark of SAM-family models on vessel images (SALT paper).")
     sub = top.add_subparsers(dest="command", required=True)
@@ -116,7 +147,7 @@ def parser() -> argparse.ArgumentParser:
         "cell": (cmd_cell, "train and evaluate one cell (resumes a killed run; skips a finished one)"),
         "table1": (cmd_table1, "write figures/table1.{md,csv,tex} from the grid's cell summaries"),
         "figures": (cmd_figures, "write every table and figure of the grid (Table 1 and its statistics, "
-                                 "vs published, SAM2 table, cost table, ablation bubble plot) into its figures_dir"),
+                                 "vs published, SAM2 table, cost table, ablation bubble plot, Pareto figure) into its figures_dir"),
         "methods": (cmd_methods, "list the registered PEFT methods and their hyper-parameters"),
     }
     for name, (func, text) in commands.items():
@@ -153,6 +184,14 @@ def parser() -> argparse.ArgumentParser:
     cost.set_defaults(func=cmd_cost)
     cost.add_argument("--out", default="figures", help="folder for cost_vs_paper.csv and cost_vs_paper.md (default: %(default)s)")
     cost.add_argument("--results-dir", default="results", help="where the text embedding is cached (default: %(default)s)")
+    plan_cmd = sub.add_parser("plan", help=PLAN_TEXT, description=PLAN_TEXT)
+    plan_cmd.set_defaults(func=cmd_plan)
+    plan_cmd.add_argument("--config", default=str(DEFAULT_CONFIG), help="grid config YAML (default: %(default)s)")
+    plan_cmd.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                          help="where to measure (default: %(default)s, a GPU when torch sees one)")
+    plan_cmd.add_argument("--gpus", type=int, default=1, help="devices the grid will run on at once (default: %(default)s)")
+    plan_cmd.add_argument("--warmup", type=int, default=1, help="untimed steps per setup (default: %(default)s)")
+    plan_cmd.add_argument("--steps", type=int, default=3, help="timed steps per setup; the median is used (default: %(default)s)")
     bench_text = ("time a training step and merged inference of frozen, full, S-SAM, LoRA r4/r256, SALT r4/r256 and "
                   "SALT's literal eq. 4 on SAM ViT-B at 512 px (batch 5) and LiteMedSAM at 256 (batch 2), fp32 and "
                   "bf16, side by side in one process; prints images/s, ratios to frozen and of bf16 to fp32, peak "
@@ -164,7 +203,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("cell", "bench"):
+    if argv and argv[0] in ("cell", "bench", "plan"):
         reexec_with_allocator_settings("benchmark.cli", argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -50,6 +50,10 @@ def test_cell_writes_results_with_provenance_and_is_not_rerun(tmp_path):
     assert provenance["versions"]["torch"] and provenance["device"].startswith("cpu")
     assert [row["epoch"] for row in _read_csv(out / "train_log.csv")] == ["1", "2"]
     assert len(_read_csv(out / "per_image.csv")) == 2
+    measured = summary["measured"]  # what the cell cost, measured in this run (tests/test_measure.py)
+    assert measured["adapter_bytes"] == (out / "adapter.safetensors").stat().st_size
+    assert measured["device"] == provenance["device"] and measured["peak_allocated_mb"] is None
+    assert measured["epochs"] == 2 and measured["train_images_per_s"] > 0 and measured["step_memory"]["steps"] == 4
     before = summary_path.stat().st_mtime_ns
     run_cell(config, "unet_tiny-bright-s0")
     assert summary_path.stat().st_mtime_ns == before

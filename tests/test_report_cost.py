@@ -47,3 +47,30 @@ def test_salt_s_ranks_chosen_per_layer_are_shown_per_component():
               "mlp": {"min": 12, "median": 12.0, "max": 12, "r_max": 64, "per_layer": {}}}
     assert scaled_singular_values({"trained": {"singular_value_ranks": chosen}}) == "attn.qkv 31-64/64, mlp 12/64"
     assert scaled_singular_values({"trained": {"singular_value_ranks": {}}}) == "–"
+
+
+def test_measured_columns_are_the_mean_over_seeds_and_name_the_device(tmp_path):
+    config = make_grid(tmp_path)
+    table = build_cost_table(populate(config), Path(config["results_dir"]) / "cells")
+    salt = table.iloc[3]  # SALT r4: 10 s per epoch at seed 0, 11 s at seed 1
+    assert salt["s / epoch"] == pytest.approx(10.5)
+    assert salt["Train img/s"] == pytest.approx((16 / 10 + 16 / 11) / 2)
+    assert salt["Peak host RSS MB"] == pytest.approx(1050.0) and math.isnan(salt["Peak GPU reserved MB"])
+    assert salt["Adapter bytes"] == 4 * 460_000 and salt["Device"] == "cpu: test host, 2 threads"
+    # one device: ranked by training images/s, the zero-shot row (1 s per epoch) fastest
+    assert list(table["Speed rank on device"]) == [2, 1, 3, 4, 5]
+
+
+def test_rows_of_other_devices_are_marked_and_ranked_only_among_themselves(tmp_path):
+    from tests.test_report_fixtures import measured
+
+    config = make_grid(tmp_path)
+    summaries = populate(config)
+    for summary in summaries:
+        if summary["method"]["id"] in ("lora_r4", "salt_r4"):
+            summary["measured"] = measured(summary["method"]["id"], summary["seed"], device="cuda: Test GPU")
+    table = build_cost_table(summaries, Path(config["results_dir"]) / "cells")
+    ranks = dict(zip(table["Model"] + table.index.astype(str), table["Speed rank on device"]))
+    assert ranks == {"U-Net0": 2, "LiteMedSAM (zero-shot)1": 1, "LoRA2": 1, "SALT3": 2, "SALT4": 3}
+    text = write_cost_table(table, tmp_path / "out")[0].read_text()
+    assert "| [B] cuda: Test GPU |" in text and "| [A] cpu: test host, 2 threads |" in text

@@ -19,6 +19,7 @@ import methods
 from methods import svd_cache
 from benchmark.grid import Cell, backbone_spec, entry_id, expand_cells, fingerprint
 from benchmark.cost.counting import GFLOPS_CONVENTION, cached_gflops
+from benchmark.cost.measure import RunMeter, measured_cost
 from benchmark.cost.training import cached_training_cost, trainable_share
 from benchmark.data.dataset import VesselDataset, split_pairs
 from benchmark.data.layout import DatasetError
@@ -171,8 +172,9 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) ->
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp"):  # half a write of a killed run (benchmark.io.atomic_write); never read
         stale.unlink()
+    meter = RunMeter.for_device(device)
     log, train_seconds, best = train(model, sets["train"], train_cfg, out, cell.seed, device, cell_fingerprint,
-                                     _validation(sets["val"], device, train_cfg))
+                                     _validation(sets["val"], device, train_cfg), meter)
     # read off the adapted layers before merge_model folds them away
     movement, penalties = scale_shift_movement(model), regularisers(model)
     sv_ranks, notes = singular_value_ranks(model), layer_notes(model)
@@ -188,8 +190,10 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) ->
     cost = cached_gflops(merged, size, architecture, Path(config["results_dir"]) / "cache")
     write_json(out / "cost.json", {**share, "gflops_inference": cost["gflops"], "counter": cost["counter"],
                                    "convention": GFLOPS_CONVENTION, "training": training})
+    began = time.perf_counter()
     rows = evaluate(merged, sets["test"], device, train_cfg["batch_size"], resolution=train_cfg["metrics_resolution"],
                     precision=train_cfg["precision"])
+    eval_seconds = time.perf_counter() - began
     write_text(out / "per_image.csv", _per_image_csv(rows))
     summary = {
         "cell": cell.id,
@@ -214,6 +218,8 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) ->
         "inference": f"unmerged: {', '.join(unmerged)} cannot be merged" if unmerged else "merged",
         "regulariser": {"weight": train_cfg["reg_weight"], "forms": penalties},
         "metrics": summarise(rows),
+        "measured": measured_cost(log, meter, eval_seconds, (out / "adapter.safetensors").stat().st_size,
+                                  device_name(device)),
         "conventions": {"dice": DICE_CONVENTION, "hd95": HD95_CONVENTION,
                         "resolution": resolution_convention(train_cfg["metrics_resolution"], size)},
         "provenance": {

@@ -23,13 +23,14 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
+from benchmark.cost.measure import EPOCH_FIELDS, RunMeter
 from benchmark.data.dataset import VesselDataset
 from benchmark.engine.losses import SegmentationObjective
 from benchmark.engine.precision import autocast, grad_scaler
 from benchmark.io import atomic_write, read_or_discard, write_text
 
 CHECKPOINT = "checkpoint.pt"
-LOG_FIELDS = ("epoch", "lr", "loss", "seg_loss", "reg", "val_dice", "seconds")
+LOG_FIELDS = ("epoch", "lr", "loss", "seg_loss", "reg", "val_dice", "seconds", *EPOCH_FIELDS)
 STATE_KEYS = {"model", "optimizer", "scheduler", "scaler", "log", "elapsed", "epoch", "fingerprint", "best"}
 
 
@@ -146,14 +147,16 @@ def _write_log(path: Path, rows: list[dict]) -> None:
 
 def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, seed: int,
           device: torch.device, fingerprint: str,
-          validate: Callable[[nn.Module], float] | None = None) -> tuple[list[dict], float, Best]:
+          validate: Callable[[nn.Module], float] | None = None,
+          meter: RunMeter | None = None) -> tuple[list[dict], float, Best]:
     """Train for cfg['epochs'] epochs, resuming from out_dir/checkpoint.pt if it was written for
     the same cell `fingerprint` (a checkpoint of a since-changed config is discarded).
 
     With `validate` (model -> validation Dice), the best epoch's trainable state is loaded into
     `model` at the end; without, the model stays at the last epoch.
     Returns the per-epoch log, the training seconds spent (summed over resumed runs, validation
-    excluded) and the selected epoch.
+    excluded) and the selected epoch. `meter` (default: one for `device`) measures every epoch's time,
+    images and memory into the log and keeps the per-step memory samples, restored on a resume.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params or cfg["epochs"] == 0:
@@ -163,6 +166,7 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
     scaler = grad_scaler(cfg["precision"], device)
     workers = default_workers(device) if cfg["workers"] is None else cfg["workers"]
     objective = SegmentationObjective(cfg["reg_weight"])
+    meter = RunMeter.for_device(device) if meter is None else meter
     checkpoint = Path(out_dir) / CHECKPOINT
     rows: list[dict] = []
     best = Best()
@@ -178,7 +182,9 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
         scaler.load_state_dict(state["scaler"])
         rows, elapsed, start_epoch = state["log"], state["elapsed"], state["epoch"]
         best = Best(**state["best"])
+        meter.samples = list(state.get("step_memory", []))  # absent in checkpoints written before it was measured
     for epoch in range(start_epoch, cfg["epochs"]):
+        meter.start_epoch()
         began = time.perf_counter()
         set_train_mode(model)
         torch.manual_seed(epoch_seed(seed, epoch))
@@ -194,19 +200,21 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
             scaler.update()
             totals += torch.stack([loss.detach(), seg.detach(), reg.detach()])
             steps += 1
+            meter.step(image.shape[0])
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         seconds = time.perf_counter() - began
         elapsed += seconds
+        measured = meter.end_epoch(seconds)  # before validation, whose memory is not the training step's
         mean = (totals / max(steps, 1)).cpu().tolist()
         _check_finite(mean[0], epoch + 1, cfg)
         val_dice = validate(model) if validate is not None else math.nan
         if validate is not None:
             best.offer(epoch + 1, val_dice, model)
-        rows.append(dict(zip(LOG_FIELDS, (epoch + 1, lr, *mean, val_dice, round(seconds, 2)))))
+        rows.append({**dict(zip(LOG_FIELDS, (epoch + 1, lr, *mean, val_dice, round(seconds, 2)))), **measured})
         state = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "log": rows, "elapsed": elapsed, "epoch": epoch + 1,
-                 "fingerprint": fingerprint, "best": vars(best)}
+                 "fingerprint": fingerprint, "best": vars(best), "step_memory": list(meter.samples)}
         atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
         _write_log(Path(out_dir) / "train_log.csv", rows)
         scored = "" if validate is None else f", val Dice {val_dice:.4f}"

@@ -128,10 +128,10 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train_speed(model: nn.Module, size: int, batch: int, precision: str, device: torch.device, warmup: int,
-                steps: int) -> float:
-    """Fastest seconds of one AdamW step (forward, objective, backward, update) over `steps` steps
-    after `warmup` untimed ones: the step least disturbed by anything else on the machine."""
+def train_step_times(model: nn.Module, size: int, batch: int, precision: str, device: torch.device, warmup: int,
+                     steps: int) -> list[float]:
+    """Seconds of each of `steps` AdamW steps (forward, objective, backward, update) on random
+    images after `warmup` untimed ones; a model with nothing trainable times its forward and objective."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4) if params else None
     scaler = grad_scaler(precision, device)
@@ -154,13 +154,20 @@ def train_speed(model: nn.Module, size: int, batch: int, precision: str, device:
         synchronise(device)
         if index >= warmup:
             times.append(time.perf_counter() - began)
-    return min(times)
+    return times
+
+
+def train_speed(model: nn.Module, size: int, batch: int, precision: str, device: torch.device, warmup: int,
+                steps: int) -> float:
+    """Fastest seconds of one training step over `steps` steps: the step least disturbed by anything
+    else on the machine (for ratios between methods; `saltbench plan` projects from the median)."""
+    return min(train_step_times(model, size, batch, precision, device, warmup, steps))
 
 
 @torch.no_grad()
-def inference_speeds(models: dict[str, nn.Module], size: int, batch: int, precision: str, device: torch.device,
-                     warmup: int, steps: int) -> dict[str, float]:
-    """Fastest seconds of one forward pass of each merged model (eval, no gradients), timed
+def inference_times(models: dict[str, nn.Module], size: int, batch: int, precision: str, device: torch.device,
+                    warmup: int, steps: int) -> dict[str, list[float]]:
+    """Seconds of each timed forward pass of each merged model (eval, no gradients), timed
     round-robin over the models so that a disturbance spreads over all of them."""
     image = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
     times: dict[str, list[float]] = {row: [] for row in models}
@@ -175,7 +182,13 @@ def inference_speeds(models: dict[str, nn.Module], size: int, batch: int, precis
             synchronise(device)
             if index >= warmup:
                 times[row].append(time.perf_counter() - began)
-    return {row: min(values) for row, values in times.items()}
+    return times
+
+
+def inference_speeds(models: dict[str, nn.Module], size: int, batch: int, precision: str, device: torch.device,
+                     warmup: int, steps: int) -> dict[str, float]:
+    """Fastest seconds of one forward pass of each merged model."""
+    return {row: min(values) for row, values in inference_times(models, size, batch, precision, device, warmup, steps).items()}
 
 
 def device_label(device: torch.device) -> str:

@@ -4,16 +4,15 @@ the grid maps a row to them."""
 from __future__ import annotations
 
 import math
-import textwrap
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from benchmark.io import atomic_write
 from benchmark.paper.mapping import paper_section
 from benchmark.paper.published import ABLATION_DATASET, lookup
+from benchmark.report.figure_files import provenance_caption, write_png
 from benchmark.report.rows import by_row, distinct, on_dataset, seed_stats
 
 MAX_AREA = 1600.0  # points^2 of the largest bubble
@@ -130,13 +129,9 @@ def ablation_figure(config: dict, summaries: list[dict]) -> Figure:
               bbox_to_anchor=(1.02, 0.0), fontsize=8, labelspacing=2.0, borderpad=1.2, title="bubble area")
     weights = distinct([cell["weights"] for cells in peft.values() for cell in cells]) or "–"
     data = distinct([s["dataset"]["data"] for s in summaries])
-    caption = textwrap.fill(f"Weights: {weights}.", 160) + "\n" + textwrap.fill(f"Data: {data}.", 160)
-    fig.text(0.01, 0.01, caption, ha="left", va="bottom", fontsize=7)
+    provenance_caption(fig, weights, data)
     return fig
 
 
 def write_ablation_bubble(config: dict, summaries: list[dict], out_dir: Path) -> Path:
-    path = Path(out_dir) / "ablation_bubble.png"
-    fig = ablation_figure(config, summaries)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
-    return path
+    return write_png(ablation_figure(config, summaries), Path(out_dir) / "ablation_bubble.png")

@@ -1,13 +1,19 @@
-"""The grid's cost table: per row, trainable parameters over both denominators and the GFLOPs its
-cells counted (merged inference, a training step with the adapters unmerged, the one-time SVD).
+"""The grid's cost table: per row, trainable parameters over both denominators, the GFLOPs its
+cells counted (merged inference, a training step with the adapters unmerged, the one-time SVD), and
+what its cells measured while they ran (time, images/s, memory, adapter size, device).
 
-Every number is read from the cells' cost.json, written by the cell that trained the row; a row's
-cells share their layers (cost is cached per architecture and method), so the first cell of a row
-stands for all of its datasets and seeds."""
+Counts are read from the cells' cost.json, written by the cell that trained the row; a row's cells
+share their layers (cost is cached per architecture and method), so the first cell of a row stands
+for all of its datasets and seeds. Measured figures are the mean over the row's cells (its datasets
+and seeds) of each summary's `measured` section; speed is ranked only among rows of one device."""
 from __future__ import annotations
 
 import json
+import math
+import string
 from pathlib import Path
+
+import numpy as np
 
 import pandas as pd
 
@@ -15,11 +21,18 @@ from benchmark.cost.counting import GFLOPS_CONVENTION
 from benchmark.cost.training import TRAINING_CONVENTION
 from benchmark.io import write_text
 from benchmark.report import markdown
-from benchmark.report.rows import by_row
+from benchmark.report.rows import by_row, distinct
 
 COLUMNS = ["Model", "Backbone", "Trainable", "% of model", "% with text encoder", "GFLOPs inference",
            "GFLOPs train step", "GFLOPs added", "GFLOPs adapters", "GFLOPs rebuild / batch", "GFLOPs SVD once",
            "Batch", "Counter", "Scaled singular values r"]
+# measured column -> the summary's `measured` key (a nested key as a tuple)
+MEASURED = {"s / epoch": ("seconds_per_epoch_median",), "Train s": ("train_seconds_total",),
+            "Train img/s": ("train_images_per_s",), "Eval s": ("eval_seconds",), "Peak host RSS MB": ("peak_host_rss_mb",),
+            "Peak GPU allocated MB": ("peak_allocated_mb",), "Peak GPU reserved MB": ("peak_reserved_mb",),
+            "Step memory p99 MB": ("step_memory", "p99_mb"), "Step memory mean MB": ("step_memory", "mean_mb"),
+            "Adapter bytes": ("adapter_bytes",)}
+COLUMNS += ["Device", *MEASURED, "Speed rank on device"]
 
 
 def _read_cost(cells_dir: Path, cell: str) -> dict:
@@ -36,6 +49,37 @@ def scaled_singular_values(summary: dict) -> str:
     spans = (f"{kind} {r['min']}" + (f"-{r['max']}" if r["max"] != r["min"] else "") + f"/{r['r_max']}"
              for kind, r in ranks.items())
     return ", ".join(spans) or "–"
+
+
+def _measured_mean(cells: list[dict], keys: tuple[str, ...]) -> float:
+    """Mean over the cells that measured it; NaN where none did (no accelerator, or summaries
+    written before cells measured their cost)."""
+    values = []
+    for cell in cells:
+        value = cell.get("measured") or {}
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            values.append(float(value))
+    return float(np.mean(values)) if values else math.nan
+
+
+def _device(cells: list[dict]) -> str:
+    """The device the row's cells ran on; "mixed: ..." when they differ (then the row is not ranked)."""
+    names = distinct([(cell.get("measured") or cell.get("provenance") or {}).get("device", "unknown") for cell in cells])
+    return names if ";" not in names else f"mixed: {names}"
+
+
+def _rank_within_devices(df: pd.DataFrame) -> pd.Series:
+    """1 = most training images per second among the rows of the same device; a mixed row is not ranked."""
+    speed = df["Train img/s"].where(~df["Device"].str.startswith("mixed:"))
+    return speed.groupby(df["Device"]).rank(ascending=False, method="min")
+
+
+def device_marks(df: pd.DataFrame) -> dict[str, str]:
+    """A letter per device when the rows ran on more than one: rows of different letters are not compared."""
+    devices = list(dict.fromkeys(df["Device"]))
+    return {} if len(devices) < 2 else {name: f"[{string.ascii_uppercase[i % 26]}]" for i, name in enumerate(devices)}
 
 
 def build_cost_table(summaries: list[dict], cells_dir: Path) -> pd.DataFrame:
@@ -59,16 +103,27 @@ def build_cost_table(summaries: list[dict], cells_dir: Path) -> pd.DataFrame:
             "Batch": training.get("batch_size"),
             "Counter": cost["counter"],
             "Scaled singular values r": scaled_singular_values(cells[0]),
+            "Device": _device(cells),
+            **{column: _measured_mean(cells, keys) for column, keys in MEASURED.items()},
         })
-    return pd.DataFrame.from_records(records, columns=COLUMNS)
+    df = pd.DataFrame.from_records(records, columns=COLUMNS)
+    df["Speed rank on device"] = _rank_within_devices(df)
+    return df
 
 
 EXPLANATION = (
     f"Inference: {GFLOPS_CONVENTION}. Training: {TRAINING_CONVENTION}. A row without adapters (baselines, "
     "zero-shot) trains or runs the inference model itself, so it adds nothing. % of model divides by every "
     "parameter of the segmentation model; % with text encoder adds the frozen text encoder to the denominator, "
-    "as the official SALT code does (– for models without one). Scaled singular values r: SALT's top-r count "
-    "per adapted component, min-max over its layers / the layers' r_max (chosen per layer by sv_energy)."
+    "as the official SALT code does (– for models without one). Measured columns: the mean over the row's cells "
+    "(datasets and seeds) of what each cell measured in its own run: seconds per epoch (median over epochs) and in "
+    "total for the training steps (validation excluded), training images/s, seconds of the test evaluation, peak "
+    "host RSS, on CUDA the peak allocated and reserved accelerator memory, per-step memory (sampled after every "
+    "step: accelerator reserved on CUDA, host RSS on a CPU) as 99th percentile and mean, and the adapter file's "
+    "size. Speed rank: 1 = most training images/s among rows of the same device; rows of different devices are "
+    "marked [A], [B], ... and not ranked against each other. Times depend on the host's load when the cell ran. "
+    "Scaled singular values r: SALT's top-r count per adapted component, min-max over its layers / the layers' "
+    "r_max (chosen per layer by sv_energy)."
 )
 
 
@@ -77,11 +132,16 @@ def write_cost_table(df: pd.DataFrame, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     md_path, csv_path = out_dir / "cost.md", out_dir / "cost.csv"
     write_text(csv_path, df.to_csv(index=False))
-    specs = {"Trainable": ",d", "% of model": ".3f", "% with text encoder": ".3f", "Batch": ".0f"}
+    specs = {"Trainable": ",d", "% of model": ".3f", "% with text encoder": ".3f", "Batch": ".0f", "s / epoch": ".1f",
+             "Train s": ".1f", "Train img/s": ".2f", "Eval s": ".1f", "Adapter bytes": ",.0f", "Speed rank on device": ".0f",
+             **{column: ",.0f" for column in MEASURED if column.endswith("MB")}}
+    marks = device_marks(df)
+    text = ("Model", "Backbone", "Counter", "Device", "Scaled singular values r")
     rows = ([markdown.number(None if pd.isna(value) else value, specs.get(column, ".3f"))
-             if column not in ("Model", "Backbone", "Counter", "Scaled singular values r") else value for column, value in record.items()]
+             if column not in text else f"{marks[value]} {value}" if column == "Device" and marks else value
+             for column, value in record.items()]
             for record in df.to_dict("records"))
-    lines = ["# Cost per row: trainable parameters and GFLOPs per image", "", EXPLANATION, "",
+    lines = ["# Cost per row: trainable parameters, GFLOPs per image, measured time and memory", "", EXPLANATION, "",
              *markdown.table(COLUMNS, rows)]
     write_text(md_path, "\n".join(lines) + "\n")
     return [md_path, csv_path]

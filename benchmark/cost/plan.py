@@ -1,0 +1,197 @@
+"""`saltbench plan`: what a grid will cost, before anything trains.
+
+For every distinct (backbone, method entry, batch size, input size) of the grid, the model is built
+as its cells build it (cell_model.build_cell_model, the grid's own weights and SVD cache) and timed
+for a few real training steps on random images on the device at hand (perf.train_speed's step, the
+median of the timed steps), plus a few forward passes of its merged model; the peak memory of those
+steps is read (CUDA: the caching allocator's peak reserved memory; CPU: the process's peak RSS,
+which never falls, so later setups repeat the largest peak so far). Each cell's projection scales
+that setup's times by its dataset's image counts: training images / batch x step seconds per
+epoch, validation and test images / batch x forward seconds, plus the measured model build.
+Not included: process start (torch imports, 5-10 s on a CPU), the one-time GFLOPs count per
+backbone and the per-image metric computation (HD95), data generation or decoding.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import methods
+from methods import svd_cache
+from benchmark.cell_model import build_cell_model
+from benchmark.cost.measure import ACCELERATOR_KIND, HOST_KIND, MB, cuda_memory, peak_rss_mb
+from benchmark.data.dataset import split_pairs
+from benchmark.data.sources import load_pairs
+from benchmark.grid import Cell, expand_cells
+from benchmark.perf.train_speed import inference_times, train_step_times
+
+TRUST = ("How far to trust it: a projection from a few steps on random images, in the plan's process, at the "
+         "load the host has while it measures; a grid run later on a busier or quieter machine differs by that "
+         "much. The test holds training seconds per epoch within 3x of a real cell on a shared CPU host (README "
+         "\"What a cell costs\" shows plan against measured for the default grid's cells). Memory on CUDA is the "
+         "allocator's peak reserved memory for the same step and batch, what an out-of-memory error is about; "
+         "on a CPU it is the plan process's peak RSS so far, which never falls.")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One setup's measurement: median seconds of a training step and of a forward pass (merged
+    model) at the grid's batch, peak memory in MB and its kind, build seconds, whether it trains."""
+
+    step_s: float
+    forward_s: float
+    peak_mb: float
+    memory_kind: str
+    build_s: float
+    trains: bool
+
+
+@dataclass(frozen=True)
+class Projection:
+    """One cell's projected cost."""
+
+    cell: str
+    setup: str
+    images: dict[str, int]
+    seconds_per_epoch: float
+    total_s: float
+    peak_mb: float
+
+
+def setup_key(cell: Cell, config: dict) -> str:
+    """What fixes a training step's cost: the model (backbone and method entry), batch and input size."""
+    return json.dumps({"backbone": cell.backbone, "entry": cell.entry, "batch": config["train"]["batch_size"],
+                       "input_size": config["input_size"]}, sort_keys=True)
+
+
+def setup_label(cell: Cell) -> str:
+    return f"{cell.backbone}/{cell.entry['id']}" if cell.backbone else cell.entry["id"]
+
+
+def image_counts(config: dict) -> dict[str, dict[str, int]]:
+    """Training, validation and test images per dataset of the grid (synthetic data is generated
+    here, as its first cell would; real data is checked)."""
+    counts = {}
+    for name, dataset in config["datasets"].items():
+        pairs = load_pairs(name, dataset, Path(config["results_dir"]))
+        counts[name] = {split: len(split_pairs(pairs, split)) for split in ("train", "val", "test")}
+    return counts
+
+
+def measure(cell: Cell, config: dict, device: torch.device, batch: int, warmup: int, steps: int) -> Measured:
+    """Build `cell`'s model and time `steps` training steps and forward passes at `batch`."""
+    torch.manual_seed(cell.seed)
+    began = time.perf_counter()
+    with svd_cache.cached_in(Path(config["results_dir"]) / "cache" / "svd"):
+        model = build_cell_model(cell, config).model
+    build_s = time.perf_counter() - began
+    model = model.to(device, memory_format=torch.channels_last)
+    trains = any(p.requires_grad for p in model.parameters())
+    memory = cuda_memory(device) if device.type == "cuda" else None
+    if memory is not None:
+        memory.reset_peak()
+    size, precision = config["input_size"], config["train"]["precision"]
+    step = statistics.median(train_step_times(model, size, batch, precision, device, warmup, steps))
+    peak = memory.peak_reserved() / MB if memory is not None else peak_rss_mb()
+    merged = methods.merge_model(copy.deepcopy(model))
+    forward = statistics.median(inference_times({"merged": merged}, size, batch, precision, device, warmup, steps)["merged"])
+    return Measured(step, forward, peak, ACCELERATOR_KIND if memory is not None else HOST_KIND, build_s, trains)
+
+
+def _measure_or_overflow(cell: Cell, config: dict, device: torch.device, batch: int, warmup: int,
+                         steps: int) -> Measured:
+    """measure, or on a CUDA out-of-memory error a setup with unknown times and infinite peak."""
+    try:
+        return measure(cell, config, device, batch, warmup, steps)
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return Measured(math.nan, math.nan, math.inf, ACCELERATOR_KIND, math.nan, True)
+
+
+def project(cell: Cell, config: dict, measured: Measured, images: dict[str, int]) -> Projection:
+    """Scale the setup's step and forward times by the cell's image counts."""
+    train_cfg = config["train"]
+    batch, epochs = train_cfg["batch_size"], train_cfg["epochs"] if measured.trains else 0
+    per_epoch = images["train"] / batch * measured.step_s if epochs else 0.0
+    validates = train_cfg["selection"] == "validation" and epochs > 0
+    validation = images["val"] / batch * measured.forward_s if validates else 0.0
+    test = images["test"] / batch * measured.forward_s
+    total = measured.build_s + epochs * (per_epoch + validation) + test
+    return Projection(cell.id, setup_label(cell), images, per_epoch, total, measured.peak_mb)
+
+
+def makespan(seconds: list[float], gpus: int) -> float:
+    """Wall time of the cells on `gpus` devices, one cell each at a time, longest first onto the
+    least loaded device (Snakemake schedules in its own order; this is the usual bound's estimate)."""
+    loads = [0.0] * max(gpus, 1)
+    for value in sorted(seconds, reverse=True):
+        loads[loads.index(min(loads))] += value
+    return max(loads)
+
+
+def fitting_batch(peaks: dict[int, float], limit_mb: float) -> int:
+    """Largest batch whose peak fits `limit_mb`, from peaks measured at two or more batch sizes
+    (peak = fixed + batch x per image, fitted through the smallest and largest); 0 when not even
+    the fixed part fits."""
+    small, large = min(peaks), max(peaks)
+    per_image = (peaks[large] - peaks[small]) / (large - small) if large > small else peaks[small] / small
+    fixed = peaks[small] - small * per_image
+    if fixed >= limit_mb:
+        return 0
+    return max(int(math.floor((limit_mb - fixed) / max(per_image, 1e-9))), 0)
+
+
+def over_memory(config: dict, cells: dict[str, Cell], measured: dict[str, Measured], limit_mb: float,
+                device: torch.device, warmup: int, steps: int) -> list[str]:
+    """Warnings for the setups whose peak exceeds `limit_mb`, naming their cells and the batch that
+    would fit (measured again at batch 1 and 2 to fit memory against batch)."""
+    warnings = []
+    batch = config["train"]["batch_size"]
+    for key, value in measured.items():
+        if value.peak_mb <= limit_mb:
+            continue
+        cell = next(c for c in cells.values() if setup_key(c, config) == key)
+        peaks = {b: _measure_or_overflow(cell, config, device, b, warmup, steps).peak_mb for b in (1, 2) if b < batch}
+        peaks = {b: peak for b, peak in peaks.items() if math.isfinite(peak)}
+        fits = fitting_batch({**peaks, batch: value.peak_mb}, limit_mb) if peaks else 0
+        names = [c for c in cells if setup_key(cells[c], config) == key]
+        advice = (f"train.batch_size {fits} would fit (peak linear in the batch, from batches {sorted(peaks)} and "
+                  f"{batch})" if fits else "no batch size fits: the model alone exceeds it (try precision bf16)")
+        warnings.append(f"{setup_label(cell)} at batch {batch} peaks at {value.peak_mb:,.0f} MB, over the "
+                        f"{limit_mb:,.0f} MB of the GPU: cells {', '.join(names)}; {advice}")
+    return warnings
+
+
+def plan(config: dict, device: torch.device, warmup: int = 1, steps: int = 3) -> tuple[list[Projection], dict[str, Measured]]:
+    """Measure each distinct setup once and project every cell of the grid."""
+    cells = expand_cells(config)
+    counts = image_counts(config)
+    measured: dict[str, Measured] = {}
+    for cell in cells.values():
+        key = setup_key(cell, config)
+        if key not in measured:
+            measured[key] = _measure_or_overflow(cell, config, device, config["train"]["batch_size"], warmup, steps)
+            print(f"measured {setup_label(cell)}: {measured[key].step_s:.3f} s per step, "
+                  f"{measured[key].peak_mb:,.0f} MB peak", flush=True)
+    return [project(cell, config, measured[setup_key(cell, config)], counts[cell.dataset]) for cell in cells.values()], measured
+
+
+def to_markdown(projections: list[Projection], measured: dict[str, Measured], gpus: int, device: str) -> str:
+    kinds = {m.memory_kind for m in measured.values()}
+    lines = [f"Device: {device}. Peak memory: {'; '.join(sorted(kinds))}.", "",
+             "| cell | setup | train / val / test images | s / epoch | total min | peak MB |", "|---|---|---|---|---|---|"]
+    for p in projections:
+        images = f"{p.images['train']} / {p.images['val']} / {p.images['test']}"
+        lines.append(f"| {p.cell} | {p.setup} | {images} | {p.seconds_per_epoch:.1f} | {p.total_s / 60:.2f} | {p.peak_mb:,.0f} |")
+    totals = [p.total_s for p in projections]
+    lines += ["", f"Grid: {len(projections)} cells, {sum(totals) / 3600:.2f} h on 1 device"
+              + (f", {makespan(totals, gpus) / 3600:.2f} h on {gpus} devices (longest cells first)" if gpus > 1 else "")
+              + ".", "", TRUST]
+    return "\n".join(lines) + "\n"

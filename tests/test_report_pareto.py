@@ -1,0 +1,47 @@
+"""The Dice-against-cost figure: one point per row on each panel, the Pareto front, the published
+points where the grid maps rows, and the memory axis naming what it shows."""
+from __future__ import annotations
+
+import pytest
+
+from benchmark.report.pareto import pareto_figure, pareto_front, points, write_pareto
+from tests.test_report_fixtures import make_grid, measured, populate
+
+PAPER = {"datasets": {"bright": "DRIVE", "dark": "ROSE"},
+         "rows": {"unet": "table1/unet", "litemedsam/salt_r4": "table1/salt_r4", "litemedsam/lora_r4": "sam2/lora_r4"}}
+
+
+def test_front_keeps_only_points_no_other_beats_on_both_axes():
+    xy = [(1.0, 0.5), (2.0, 0.4), (2.0, 0.7), (5.0, 0.7), (10.0, 0.9), (0.5, float("nan"))]
+    # (2, 0.4) is beaten by (1, 0.5); (5, 0.7) costs more than (2, 0.7) for the same Dice
+    assert pareto_front(xy) == [0, 2, 4]
+    assert pareto_front([(3.0, 0.6), (3.0, 0.6)]) == [0, 1]  # ties dominate nothing
+
+
+def _gids(fig) -> list[dict[str, int]]:
+    return [{gid: sum(len(c.get_offsets()) for c in ax.collections if c.get_gid() == gid) for gid in ("ours", "published")}
+            for ax in fig.axes]
+
+
+def test_one_point_per_row_on_both_panels_with_the_published_ones(tmp_path):
+    config = make_grid(tmp_path, paper=PAPER)
+    summaries = populate(config)
+    fig = pareto_figure(config, summaries)
+    # 5 rows (U-Net, zero-shot, LoRA, SALT r4, SALT r256); published: U-Net and SALT r4 (Table 1), LoRA (SAM2 table)
+    assert _gids(fig) == [{"ours": 5, "published": 3}, {"ours": 5, "published": 0}]
+    left, right = fig.axes
+    assert "host peak RSS" in right.get_xlabel() and "% trainable" in left.get_xlabel()
+    salt = next(p for p in points(summaries)[0] if p.key == "litemedsam/salt_r4")
+    assert salt.pct == pytest.approx(0.46) and salt.memory == pytest.approx(1050.0)
+    assert write_pareto(config, summaries, tmp_path / "out").stat().st_size > 10_000
+
+
+def test_accelerator_memory_is_used_when_every_row_measured_it(tmp_path):
+    config = make_grid(tmp_path)
+    summaries = populate(config)
+    for summary in summaries:
+        summary["measured"] = {**measured(summary["method"]["id"], summary["seed"], device="cuda: Test GPU"),
+                               "peak_reserved_mb": 2000.0 + summary["seed"]}
+    ours, accelerator = points(summaries)
+    assert accelerator and {p.memory for p in ours} == {2000.5}
+    assert "accelerator peak reserved" in pareto_figure(config, summaries).axes[1].get_xlabel()
