@@ -178,6 +178,7 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
         scaler.load_state_dict(state["scaler"])
         rows, elapsed, start_epoch = state["log"], state["elapsed"], state["epoch"]
         best = Best(**state["best"])
+        print(f"resuming from {checkpoint}: epoch {start_epoch} of {cfg['epochs']} done", flush=True)
     for epoch in range(start_epoch, cfg["epochs"]):
         began = time.perf_counter()
         set_train_mode(model)
