@@ -113,6 +113,22 @@ def claimed_gpu(lock_dir: Path, devices: list[str], slots_per_device: int = 1,
         "is at most the free GPUs x gpu_slots_per_device, free the busy GPU, or hide it with CUDA_VISIBLE_DEVICES")
 
 
+def gpu_budget_problem(requested: int | None, devices: list[str], slots_per_device: int) -> str | None:
+    """Why Snakemake's `--resources gpu=requested` could start more GPU cells at once than this
+    machine has GPU slots, or None. Checked before the first job so that no cell fails half-way."""
+    if not devices:
+        return None  # no GPU: cells run on the CPU, or refuse to when allow_cpu is false
+    capacity = len(devices) * slots_per_device
+    have = (f"{len(devices)} visible GPU(s) ({', '.join(devices)}) x gpu_slots_per_device {slots_per_device} "
+            f"= {capacity} cell(s) at once")
+    if requested is None:
+        return f"give Snakemake --resources gpu=N, N at most {capacity}: {have}; without it every cell starts at once"
+    if requested > capacity:
+        return (f"--resources gpu={requested} is more than {have}; lower it, or raise gpu_slots_per_device "
+                "if several cells fit in one GPU's memory")
+    return None
+
+
 @contextmanager
 def cell_gpu(lock_dir: Path, device: str, slots_per_device: int) -> Iterator[dict | None]:
     """The GPU part of a cell's provenance, for the block: a claimed device, restricted to with

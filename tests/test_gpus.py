@@ -6,13 +6,18 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from benchmark.gpus import NoFreeGpu, cell_gpu, claimed_gpu, lock_path
+from benchmark.gpus import NoFreeGpu, cell_gpu, claimed_gpu, gpu_budget_problem, lock_path
+from tests.conftest import tiny_grid, write_grid
+
+REPO = Path(__file__).resolve().parents[1]
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -139,3 +144,23 @@ def test_under_slurm_the_schedulers_gpu_is_used_without_a_lock(tmp_path: Path, m
     with cell_gpu(tmp_path, "cuda", 1) as gpu:
         assert gpu == {"device": "0", "assigned_by": "SLURM job 77"}
     assert not list(tmp_path.iterdir())
+
+
+def test_more_gpu_jobs_than_gpu_slots_are_refused_before_the_first_job() -> None:
+    assert gpu_budget_problem(3, [], 1) is None  # no GPU: the cells run on the CPU
+    assert gpu_budget_problem(2, ["0", "1"], 1) is None
+    assert gpu_budget_problem(4, ["0", "1"], 2) is None
+    assert "--resources gpu=3 is more than 2 visible GPU(s) (0, 1) x gpu_slots_per_device 1 = 2" in \
+        gpu_budget_problem(3, ["0", "1"], 1)
+    assert "give Snakemake --resources gpu=N, N at most 4" in gpu_budget_problem(None, ["0", "1"], 2)
+
+
+def test_snakemake_with_more_gpu_jobs_than_gpus_stops_with_the_reason(tmp_path: Path) -> None:
+    """Two GPUs made visible (CUDA_VISIBLE_DEVICES; none needs to exist) and --resources gpu=3."""
+    grid = write_grid(tmp_path, tiny_grid(tmp_path, device="auto"))
+    done = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"),
+                           "-d", str(tmp_path / "work"), "--configfile", str(grid), "--cores", "1", "--resources", "gpu=3"],
+                          capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"})
+    assert done.returncode != 0
+    assert "saltbench GPUs: --resources gpu=3 is more than 2 visible GPU(s) (0, 1)" in done.stdout + done.stderr
+    assert not (tmp_path / "work" / "results" / "datasets").exists()  # no job ran
