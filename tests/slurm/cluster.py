@@ -177,12 +177,27 @@ def stop(state: Path = DEFAULT_STATE) -> list[str]:
     if not record.exists():
         return []
     pids = json.loads(record.read_text())
+    if "slurmctld" in pids and _alive(pids["slurmctld"]):
+        _cancel_jobs(state)
     for name, pid in reversed(list(pids.items())):
         _terminate(pid)
     record.unlink()
     if SYSTEM_CONF.is_symlink() and Path(os.readlink(SYSTEM_CONF)) == state / "etc" / "slurm.conf":
         SYSTEM_CONF.unlink()
     return list(pids)
+
+
+def _cancel_jobs(state: Path, grace: float = 60) -> None:
+    """scancel what still runs (a test that failed half-way): a job's processes belong to slurmstepd,
+    which outlives slurmd, so stopping the daemons alone would leave them running."""
+    env = {**os.environ, "SLURM_CONF": str(state / "etc" / "slurm.conf")}
+    subprocess.run(["scancel", "--full", "--user", str(os.getuid())], env=env, capture_output=True, timeout=30)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        queue = subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True, timeout=30)
+        if queue.returncode != 0 or not queue.stdout.strip():
+            return
+        time.sleep(1)
 
 
 def _terminate(pid: int, grace: float = 20) -> None:
