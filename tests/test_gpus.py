@@ -155,8 +155,10 @@ def test_more_gpu_jobs_than_gpu_slots_are_refused_before_the_first_job() -> None
     assert "give Snakemake --resources gpu=N, N at most 4" in gpu_budget_problem(None, ["0", "1"], 2)
 
 
+@pytest.mark.slow
 def test_snakemake_with_more_gpu_jobs_than_gpus_stops_with_the_reason(tmp_path: Path) -> None:
-    """Two GPUs made visible (CUDA_VISIBLE_DEVICES; none needs to exist) and --resources gpu=3."""
+    """Two GPUs made visible (CUDA_VISIBLE_DEVICES; none needs to exist) and --resources gpu=3.
+    Slow: a Snakemake start (20-60 s on 2 loaded cores) for a check the test above makes directly."""
     grid = write_grid(tmp_path, tiny_grid(tmp_path, device="auto"))
     done = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"),
                            "-d", str(tmp_path / "work"), "--configfile", str(grid), "--cores", "1", "--resources", "gpu=3"],
