@@ -1,13 +1,14 @@
 # `make run`: install into .venv (once) and run the embedded default grid.
 # `make test`: install into .venv (once) and run the test suite.
 # `make test-slow`: the heavier tests (marked slow: real backbones, whole CHASE_DB1 cells).
+# `make test-slurm`: a tiny grid on a real one-node SLURM cluster on loopback (root; README "Running on a SLURM cluster").
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.saltbench-installed
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test test-slow install clean-results
+.PHONY: run test test-slow test-slurm install clean-results
 
 install: $(STAMP)
 
@@ -26,6 +27,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m slow
+
+# installs the SLURM executor plugin (the `slurm` extra), and Debian's slurm-wlm, slurmdbd, munge and
+# mariadb-server when missing (tests/slurm/cluster.py); starts and stops the daemons itself
+test-slurm: $(STAMP)
+	SAM2_BUILD_CUDA=0 $(PIP) --no-build-isolation -e ".[test,slurm]"
+	HF_HUB_OFFLINE=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m slurm -s -v tests/slurm
 
 clean-results:
 	rm -rf results/cells results/datasets results/logs results/grids figures/table1.*

@@ -1,8 +1,10 @@
 """Where a number came from: versions, commit, device, time and memory, for every summary."""
 from __future__ import annotations
 
+import os
 import platform
 import resource
+import socket
 import subprocess
 import sys
 from importlib import metadata
@@ -40,6 +42,11 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def scheduler() -> dict[str, str | None]:
+    """The machine and, on a cluster, the SLURM job that ran the cell (sacct -j finds it)."""
+    return {"host": socket.gethostname(), "slurm_job": os.environ.get("SLURM_JOB_ID")}
 
 
 def peak_memory_mb(device: torch.device) -> dict[str, float]:

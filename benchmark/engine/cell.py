@@ -30,9 +30,10 @@ from benchmark.engine.evaluate import evaluate, resolution_convention
 from benchmark.engine.precision import enable_tf32
 from benchmark.engine.scales import layer_notes, regularisers, scale_shift_movement, singular_value_ranks
 from benchmark.engine.train import CHECKPOINT, train
+from benchmark.gpus import cell_gpu
 from benchmark.io import exclusive, read_json_object, read_or_discard, write_json, write_text
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
-from benchmark.provenance import device_name, git_commit, peak_memory_mb, versions
+from benchmark.provenance import device_name, git_commit, peak_memory_mb, scheduler, versions
 
 def resolve_device(config: dict) -> torch.device:
     """The device a cell runs on; a grid that needs a GPU stops here, before any data or model is
@@ -138,9 +139,12 @@ def run_cell(config: dict, cell_id: str) -> Path:
     if _finished(summary_path, cell_fingerprint):
         return summary_path
     # two runs of one grid (two Snakemake processes, or saltbench cell twice) never train one cell at once
-    with exclusive(Path(config["results_dir"]) / "locks" / f"{cell_id}.lock", f"cell {cell_id}"):
+    locks = Path(config["results_dir"]) / "locks"
+    with exclusive(locks / f"{cell_id}.lock", f"cell {cell_id}"):
         if not _finished(summary_path, cell_fingerprint):
-            _run(config, cell, cell_fingerprint, summary_path)
+            # its own GPU when Snakemake runs several cells at once; claimed before CUDA is touched
+            with cell_gpu(locks / "gpus", config["device"], config["gpu_slots_per_device"]) as gpu:
+                _run(config, cell, cell_fingerprint, summary_path, gpu)
     return summary_path
 
 
@@ -150,7 +154,7 @@ def _finished(summary_path: Path, cell_fingerprint: str) -> bool:
     return summary is not None and summary.get("fingerprint") == cell_fingerprint
 
 
-def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) -> None:
+def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path, gpu: dict | None) -> None:
     """Train, evaluate and write every output of `cell`; summary.json last, so it marks completion."""
     out = summary_path.parent
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -228,6 +232,8 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) ->
             "versions": versions(),
             "git_commit": git_commit(),
             "device": device_name(device),
+            "gpu": gpu if device.type == "cuda" else None,
+            **scheduler(),
             "precision": train_cfg["precision"],
             # CPU results depend on the thread count (reduction order); threads: 0 means "every core"
             "torch_threads": torch.get_num_threads(),

@@ -183,6 +183,7 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
         rows, elapsed, start_epoch = state["log"], state["elapsed"], state["epoch"]
         best = Best(**state["best"])
         meter.samples = list(state.get("step_memory", []))  # absent in checkpoints written before it was measured
+        print(f"resuming from {checkpoint}: epoch {start_epoch} of {cfg['epochs']} done", flush=True)
     for epoch in range(start_epoch, cfg["epochs"]):
         meter.start_epoch()
         began = time.perf_counter()
