@@ -148,9 +148,17 @@ def _check_paper(config: dict) -> None:
 
 
 def _merged(base: object, override: object) -> object:
-    """`override` on top of `base`: mappings merge key by key, anything else (lists too) replaces."""
+    """`override` on top of `base`: mappings merge key by key, anything else (lists too) replaces,
+    and a key set to null in `override` is removed (as in a JSON merge patch, RFC 7386), so that a
+    variant can drop a dataset, backbone or published-row mapping of its base."""
     if isinstance(base, dict) and isinstance(override, dict):
-        return {**base, **{key: _merged(base.get(key), value) for key, value in override.items()}}
+        merged = dict(base)
+        for key, value in override.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = _merged(base.get(key), value)
+        return merged
     return copy.deepcopy(override)
 
 
