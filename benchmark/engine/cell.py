@@ -27,6 +27,7 @@ from benchmark.engine.adapters import save_adapter
 from benchmark.cell_model import build_cell_model
 from benchmark.engine.evaluate import evaluate, resolution_convention
 from benchmark.engine.precision import enable_tf32
+from benchmark.engine.predictions import PREDICTIONS, write_predictions
 from benchmark.engine.scales import regularisers, scale_shift_movement
 from benchmark.engine.train import CHECKPOINT, train
 from benchmark.io import exclusive, read_json_object, read_or_discard, write_json, write_text
@@ -144,9 +145,11 @@ def run_cell(config: dict, cell_id: str) -> Path:
 
 
 def _finished(summary_path: Path, cell_fingerprint: str) -> bool:
-    """A summary of this configuration exists; an unreadable one is discarded and the cell rerun."""
+    """A summary of this configuration exists, with the predictions beside it (a cell finished before
+    predictions were kept is rerun); an unreadable summary is discarded and the cell rerun."""
     summary = read_or_discard(summary_path, read_json_object, "cell summary")
-    return summary is not None and summary.get("fingerprint") == cell_fingerprint
+    return (summary is not None and summary.get("fingerprint") == cell_fingerprint
+            and (summary_path.parent / PREDICTIONS).is_file())
 
 
 def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) -> None:
@@ -183,9 +186,11 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) ->
     cost = cached_gflops(merged, size, architecture, Path(config["results_dir"]) / "cache")
     write_json(out / "cost.json", {**share, "gflops_inference": cost["gflops"], "counter": cost["counter"],
                                    "convention": GFLOPS_CONVENTION, "training": training})
+    predictions: dict[str, np.ndarray] = {}
     rows = evaluate(merged, sets["test"], device, train_cfg["batch_size"], resolution=train_cfg["metrics_resolution"],
-                    precision=train_cfg["precision"])
+                    precision=train_cfg["precision"], keep=predictions)
     write_text(out / "per_image.csv", _per_image_csv(rows))
+    write_predictions(out / PREDICTIONS, predictions)
     summary = {
         "cell": cell.id,
         "fingerprint": cell_fingerprint,
