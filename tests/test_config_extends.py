@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from benchmark.config import load_config, resolve_extends, validate
+from benchmark.data.sources import data_label
 from benchmark.grid import ConfigError
 from tests.conftest import tiny_grid
 
@@ -95,3 +96,4 @@ def test_paper_smoke_keeps_papers_models_methods_and_training():
     assert changed == {"weights", "checkpoint", "text_checkpoint", "methods"}
     assert (ours["weights"], ours["text_checkpoint"], "checkpoint" in ours) == ("random", "random", False)
     assert smoke["paper"]["datasets"] == {"chase": "DRIVE"}
+    assert data_label(smoke["datasets"]["chase"]).endswith("split file benchmark/data/splits/chase_db1_smoke.csv")

@@ -15,6 +15,7 @@ from benchmark.io import atomic_write
 from benchmark.report.rows import distinct, on_dataset, row_label, table_order
 
 LOG = "train_log.csv"
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 
 
 def read_log(path: Path) -> dict[str, list[float]]:
@@ -42,7 +43,9 @@ def curves_figure(config: dict, summaries: list[dict]) -> Figure:
     rows = {key: cells for key, cells in table_order(summaries).items() if cells[0]["trained"]["epochs"] > 0}
     datasets = {s["dataset"]["name"]: s["dataset"]["label"] for s in summaries}
     several = len({s["backbone"] for s in summaries if s["method"]["group"] != "baseline"}) > 1
-    colours = {key: f"C{index % 10}" for index, key in enumerate(rows)}
+    # colour and hollow marker per row: rows whose points coincide (one epoch, equal losses) stay visible
+    styles = {key: {"color": f"C{index % 10}", "marker": MARKERS[index % len(MARKERS)], "markersize": 7,
+                    "markerfacecolor": "none", "markeredgewidth": 1.5} for index, key in enumerate(rows)}
 
     fig = Figure(figsize=(12.0, 3.2 * len(datasets) + 1.3))
     FigureCanvasAgg(fig)
@@ -55,26 +58,27 @@ def curves_figure(config: dict, summaries: list[dict]) -> Figure:
                 continue
             logs = [read_log(cells_dir / cell["cell"] / LOG) for cell in runs]
             name = row_label(cells[0], several)
-            loss_ax.plot(*_mean_over_seeds(logs, "loss"), marker="o", markersize=3, color=colours[key], label=name)
+            loss_ax.plot(*_mean_over_seeds(logs, "loss"), label=name, **styles[key])
             if validated:
                 epochs, dice = _mean_over_seeds(logs, "val_dice")
-                dice_ax.plot(epochs, dice, marker="o", markersize=3, color=colours[key], label=name)
+                dice_ax.plot(epochs, dice, label=name, **styles[key])
                 for cell in runs:  # the epoch each seed's test used
                     selected = cell["trained"]["selected_epoch"]
                     if selected in epochs and cell["trained"]["val_dice"] is not None:
                         dice_ax.plot(selected, cell["trained"]["val_dice"], marker="*", markersize=11,
-                                     color=colours[key], markeredgecolor="black", linestyle="")
+                                     color=styles[key]["color"], markeredgecolor="black", linestyle="")
         loss_ax.set_title(f"{label}: training loss", fontsize=10)
         loss_ax.set_ylabel("loss (mean over the epoch's steps)", fontsize=8)
         dice_ax.set_title(f"{label}: validation Dice" + (" (★ = epoch tested)" if validated else ""), fontsize=10)
         dice_ax.set_ylabel("mean validation Dice", fontsize=8)
         if not validated:
-            dice_ax.text(0.5, 0.5, "no validation: this grid tests the last epoch\n(train.selection: last)",
+            dice_ax.text(0.5, 0.5, "no validation curve: this grid tests the last epoch\n(train.selection: last)",
                          ha="center", va="center", transform=dice_ax.transAxes, fontsize=9)
-            dice_ax.set_yticks([])
+            dice_ax.axis("off")
+            dice_ax.set_title(f"{label}: validation Dice", fontsize=10)
         else:
             dice_ax.set_ylim(0.0, 1.0)
-        for ax in (loss_ax, dice_ax):
+        for ax in (loss_ax, dice_ax) if validated else (loss_ax,):
             ax.set_xlabel("epoch", fontsize=8)
             ax.grid(alpha=0.3)
             epochs = [e for e in range(1, config["train"]["epochs"] + 1)]

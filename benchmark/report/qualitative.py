@@ -106,10 +106,10 @@ def qualitative_figure(config: dict, summaries: list[dict]) -> Figure:
     fig.legend(handles=[Patch(facecolor=TRUE_POSITIVE, edgecolor="black", label="true positive"),
                         Patch(facecolor=FALSE_NEGATIVE, label="false negative (missed vessel)"),
                         Patch(facecolor=FALSE_POSITIVE, label="false positive")],
-               loc="upper right", ncols=3, fontsize=8, frameon=False, bbox_to_anchor=(1.0, 0.975))
+               loc="lower right", ncols=3, fontsize=8, frameon=False, bbox_to_anchor=(1.0, 0.0))
     weights = distinct([s["weights"] for s in summaries])
     data = distinct([s["dataset"]["data"] for s in summaries])
-    caption = textwrap.fill(f"Weights: {weights}.", 200) + "\n" + textwrap.fill(f"Data: {data}.", 200)
+    caption = textwrap.fill(f"Weights: {weights}.", 150) + "\n" + textwrap.fill(f"Data: {data}.", 150)
     fig.text(0.01, 0.005, caption, ha="left", va="bottom", fontsize=6)
     fig.tight_layout(rect=(0.0, 0.06, 1.0, 0.94))
     return fig
