@@ -21,7 +21,7 @@ from benchmark.data.layout import DatasetError
 from benchmark.data.dataset import VesselDataset, split_pairs
 from benchmark.data.sources import load_pairs
 from benchmark.engine.cell import cell_dir, resolve_device, run_cell
-from benchmark.engine.predictions import read_predictions
+from benchmark.predictions import read_predictions
 from benchmark.metrics import dice
 from benchmark.engine.train import CHECKPOINT
 from benchmark.report.build import write_grid_table1

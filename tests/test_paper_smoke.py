@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from benchmark.engine.predictions import read_predictions
+from benchmark.predictions import read_predictions
 from tests.conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]

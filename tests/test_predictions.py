@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.engine.predictions import read_predictions, write_predictions
+from benchmark.predictions import read_predictions, write_predictions
 
 
 def test_masks_read_back_exactly_at_any_shape(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.engine.predictions import read_predictions
+from benchmark.predictions import read_predictions
 from benchmark.grid import Cell, entry_id
 from benchmark.report.curves import curves_figure
 from benchmark.report.qualitative import (FALSE_NEGATIVE, FALSE_POSITIVE, TRUE_POSITIVE, median_image, overlay,

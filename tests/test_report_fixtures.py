@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from benchmark.config import validate
-from benchmark.engine.predictions import PREDICTIONS, write_predictions
+from benchmark.predictions import PREDICTIONS, write_predictions
 from benchmark.engine.train import LOG_FIELDS
 
 from benchmark.grid import Cell, entry_id, expand_cells

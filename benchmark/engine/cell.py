@@ -27,7 +27,7 @@ from benchmark.engine.adapters import save_adapter
 from benchmark.cell_model import build_cell_model
 from benchmark.engine.evaluate import evaluate, resolution_convention
 from benchmark.engine.precision import enable_tf32
-from benchmark.engine.predictions import PREDICTIONS, write_predictions
+from benchmark.predictions import PREDICTIONS, write_predictions
 from benchmark.engine.scales import regularisers, scale_shift_movement
 from benchmark.engine.train import CHECKPOINT, train
 from benchmark.io import exclusive, read_json_object, read_or_discard, write_json, write_text

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import csv
 import math
-import textwrap
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from benchmark.io import atomic_write
+from benchmark.report.pictures import provenance_caption, save_png
 from benchmark.report.rows import distinct, on_dataset, row_label, table_order
 
 LOG = "train_log.csv"
@@ -97,14 +96,10 @@ def curves_figure(config: dict, summaries: list[dict]) -> Figure:
     seeds = sorted({s["seed"] for s in summaries})
     fig.suptitle(f"Training curves (grid {config.get('name', 'grid')}; "
                  f"{'mean over seeds ' + str(seeds) if len(seeds) > 1 else 'seed ' + str(seeds[0])})", fontsize=10)
-    weights = distinct([s["weights"] for cells in rows.values() for s in cells]) or "–"
-    fig.text(0.01, 0.005, textwrap.fill(f"Weights: {weights}.", 180), ha="left", va="bottom", fontsize=6)
+    provenance_caption(fig, distinct([s["weights"] for cells in rows.values() for s in cells]) or "–", None, 180)
     fig.tight_layout(rect=(0.0, 0.04, 0.79, 0.96))
     return fig
 
 
 def write_training_curves(config: dict, summaries: list[dict], out_dir: Path) -> Path:
-    path = Path(out_dir) / "training_curves.png"
-    fig = curves_figure(config, summaries)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=130))
-    return path
+    return save_png(curves_figure(config, summaries), Path(out_dir) / "training_curves.png", dpi=130)

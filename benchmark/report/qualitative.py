@@ -16,8 +16,8 @@ from matplotlib.patches import Patch
 from benchmark.data.dataset import VesselDataset, split_pairs
 from benchmark.data.layout import load_image
 from benchmark.data.sources import load_pairs
-from benchmark.engine.predictions import PREDICTIONS, read_predictions
-from benchmark.io import atomic_write
+from benchmark.predictions import PREDICTIONS, read_predictions
+from benchmark.report.pictures import provenance_caption, save_png
 from benchmark.report.rows import distinct, on_dataset, row_label, seed_stats, table_order
 
 TRUE_POSITIVE, FALSE_NEGATIVE, FALSE_POSITIVE = (1.0, 1.0, 1.0), (0.9, 0.1, 0.1), (0.0, 0.8, 1.0)
@@ -107,16 +107,11 @@ def qualitative_figure(config: dict, summaries: list[dict]) -> Figure:
                         Patch(facecolor=FALSE_NEGATIVE, label="false negative (missed vessel)"),
                         Patch(facecolor=FALSE_POSITIVE, label="false positive")],
                loc="lower right", ncols=3, fontsize=8, frameon=False, bbox_to_anchor=(1.0, 0.0))
-    weights = distinct([s["weights"] for s in summaries])
-    data = distinct([s["dataset"]["data"] for s in summaries])
-    caption = textwrap.fill(f"Weights: {weights}.", 150) + "\n" + textwrap.fill(f"Data: {data}.", 150)
-    fig.text(0.01, 0.005, caption, ha="left", va="bottom", fontsize=6)
+    provenance_caption(fig, distinct([s["weights"] for s in summaries]),
+                       distinct([s["dataset"]["data"] for s in summaries]), 150)
     fig.tight_layout(rect=(0.0, 0.06, 1.0, 0.94))
     return fig
 
 
 def write_qualitative(config: dict, summaries: list[dict], out_dir: Path) -> Path:
-    path = Path(out_dir) / "qualitative.png"
-    fig = qualitative_figure(config, summaries)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150))
-    return path
+    return save_png(qualitative_figure(config, summaries), Path(out_dir) / "qualitative.png", dpi=150)
