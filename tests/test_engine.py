@@ -65,6 +65,15 @@ def test_cell_writes_results_with_provenance_and_is_not_rerun(tmp_path):
     before = summary_path.stat().st_mtime_ns
     run_cell(config, "unet_tiny-bright-s0")
     assert summary_path.stat().st_mtime_ns == before
+    # a cell finished without its predictions (by a version that kept none), or with a damaged file, is run
+    # again, to the same metrics
+    for damage in (Path.unlink, lambda path: path.write_bytes(path.read_bytes()[:100])):
+        damage(out / "predictions.npz")
+        before = summary_path.stat().st_mtime_ns
+        run_cell(config, "unet_tiny-bright-s0")
+        assert summary_path.stat().st_mtime_ns != before
+        assert read_predictions(out / "predictions.npz").keys() == predictions.keys()
+        assert _read_csv(out / "per_image.csv") == per_image
     table = write_grid_table1(config)
     assert "U-Net" in table.read_text()
 

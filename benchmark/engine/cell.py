@@ -27,7 +27,7 @@ from benchmark.engine.adapters import save_adapter
 from benchmark.cell_model import build_cell_model
 from benchmark.engine.evaluate import evaluate, resolution_convention
 from benchmark.engine.precision import enable_tf32
-from benchmark.predictions import PREDICTIONS, write_predictions
+from benchmark.predictions import PREDICTIONS, read_predictions, write_predictions
 from benchmark.engine.scales import regularisers, scale_shift_movement
 from benchmark.engine.train import CHECKPOINT, train
 from benchmark.io import exclusive, read_json_object, read_or_discard, write_json, write_text
@@ -145,11 +145,13 @@ def run_cell(config: dict, cell_id: str) -> Path:
 
 
 def _finished(summary_path: Path, cell_fingerprint: str) -> bool:
-    """A summary of this configuration exists, with the predictions beside it (a cell finished before
-    predictions were kept is rerun); an unreadable summary is discarded and the cell rerun."""
+    """A summary of this configuration exists, with readable predictions beside it (a cell finished
+    before predictions were kept is rerun); an unreadable summary or predictions file is discarded
+    and the cell rerun."""
     summary = read_or_discard(summary_path, read_json_object, "cell summary")
-    return (summary is not None and summary.get("fingerprint") == cell_fingerprint
-            and (summary_path.parent / PREDICTIONS).is_file())
+    if summary is None or summary.get("fingerprint") != cell_fingerprint:
+        return False
+    return read_or_discard(summary_path.parent / PREDICTIONS, read_predictions, "predictions file") is not None
 
 
 def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path) -> None:

@@ -1,4 +1,5 @@
-# Tables and figures are pure functions of the cells' summaries, per-image metrics and costs.
+# Tables and figures are pure functions of the cells' summaries, per-image metrics, costs, kept
+# predictions and training logs (train_log.csv is written before the summary, so it is there too).
 # Every file goes into `snakemake --report` with a caption that says how it was measured.
 
 CELL_FILES = ("summary.json", "per_image.csv", "cost.json", "predictions.npz")
