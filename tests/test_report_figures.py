@@ -57,7 +57,7 @@ def test_figure_shows_the_best_rows_median_image_and_each_rows_prediction(tmp_pa
     lora = read_predictions(cells / "litemedsam-lora_r4-bright-s0" / "predictions.npz")[IMAGES[2]]
     assert np.array_equal(panels[4].images[0].get_array(), overlay(lora, truth))
     for panel in panels[columns + 3:]:  # the LiteMedSAM rows on dark
-        assert [t.get_text() for t in panel.texts] == ["not run\non Dark"]
+        assert [t.get_text() for t in panel.texts] == ["not run on\nDark"]
 
 
 def test_curves_have_one_loss_line_per_trained_row_and_say_when_nothing_is_validated(tmp_path):

@@ -46,7 +46,7 @@ def curves_figure(config: dict, summaries: list[dict]) -> Figure:
     styles = {key: {"color": f"C{index % 10}", "marker": MARKERS[index % len(MARKERS)], "markersize": 7,
                     "markerfacecolor": "none", "markeredgewidth": 1.5} for index, key in enumerate(rows)}
 
-    fig = Figure(figsize=(12.0, 3.2 * len(datasets) + 1.3))
+    fig = Figure(figsize=(13.0, 3.4 * len(datasets) + 1.3))
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(datasets), 2, squeeze=False)
     for line, (dataset, label) in enumerate(datasets.items()):
@@ -66,15 +66,15 @@ def curves_figure(config: dict, summaries: list[dict]) -> Figure:
                     if selected in epochs and cell["trained"]["val_dice"] is not None:
                         dice_ax.plot(selected, cell["trained"]["val_dice"], marker="*", markersize=11,
                                      color=styles[key]["color"], markeredgecolor="black", linestyle="")
-        loss_ax.set_title(f"{label}: training loss", fontsize=10)
+        loss_ax.set_title(f"{label}\ntraining loss", fontsize=10)
         loss_ax.set_ylabel("loss (mean over the epoch's steps)", fontsize=8)
-        dice_ax.set_title(f"{label}: validation Dice" + (" (★ = epoch tested)" if validated else ""), fontsize=10)
+        dice_ax.set_title(f"{label}\nvalidation Dice" + (" (★ = epoch tested)" if validated else ""), fontsize=10)
         dice_ax.set_ylabel("mean validation Dice", fontsize=8)
         if not validated:
             dice_ax.text(0.5, 0.5, "no validation curve: this grid tests the last epoch\n(train.selection: last)",
                          ha="center", va="center", transform=dice_ax.transAxes, fontsize=9)
             dice_ax.axis("off")
-            dice_ax.set_title(f"{label}: validation Dice", fontsize=10)
+            dice_ax.set_title(f"{label}\nvalidation Dice", fontsize=10)
         else:
             dice_ax.set_ylim(0.0, 1.0)
         for ax in (loss_ax, dice_ax) if validated else (loss_ax,):
@@ -92,7 +92,7 @@ def curves_figure(config: dict, summaries: list[dict]) -> Figure:
                 handles.append(handle)
                 names.append(name)
     if handles:
-        fig.legend(handles, names, loc="center left", bbox_to_anchor=(0.80, 0.5), fontsize=8, title="row")
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(0.81, 0.5), fontsize=8, title="row")
     seeds = sorted({s["seed"] for s in summaries})
     fig.suptitle(f"Training curves (grid {config.get('name', 'grid')}; "
                  f"{'mean over seeds ' + str(seeds) if len(seeds) > 1 else 'seed ' + str(seeds[0])})", fontsize=10)

@@ -41,6 +41,11 @@ def _per_image_dice(cell_dir: Path) -> dict[str, float]:
         return {row["id"]: float(row["dice"]) for row in csv.DictReader(handle)}
 
 
+def _wrapped(text: str) -> str:
+    """Lines short enough for one panel's width (labels like "Synthetic dark (fundus/X-ray-like)")."""
+    return "\n".join(textwrap.wrap(text, 18, break_on_hyphens=False, break_long_words=False))
+
+
 def median_image(per_image: dict[str, float]) -> str:
     """The id of median Dice; with an even count the lower of the two middle images, ties by id."""
     ranked = sorted(per_image, key=lambda image_id: (per_image[image_id], image_id))
@@ -70,7 +75,7 @@ def qualitative_figure(config: dict, summaries: list[dict]) -> Figure:
     titles = ["input", "ground truth"] + [row_label(cells[0], several) for cells in rows.values()]
 
     columns = len(titles)
-    fig = Figure(figsize=(PANEL_INCHES * columns + 0.6, PANEL_INCHES * 1.25 * len(datasets) + 1.0))
+    fig = Figure(figsize=(PANEL_INCHES * columns + 0.6, PANEL_INCHES * 1.35 * len(datasets) + 1.0))
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(datasets), columns, squeeze=False)
     for line, (dataset, label) in enumerate(datasets.items()):
@@ -82,12 +87,12 @@ def qualitative_figure(config: dict, summaries: list[dict]) -> Figure:
         image, truth = _test_image(config, dataset, image_id)
         panels = axes[line]
         panels[0].imshow(image)
-        panels[0].set_ylabel(f"{label}\n{image_id}", fontsize=9)
+        panels[0].set_ylabel(_wrapped(label) + f"\n{image_id}", fontsize=9)
         panels[1].imshow(truth, cmap="gray", vmin=0, vmax=1)
         for panel, (key, cells) in zip(panels[2:], seed_cells.items()):
             if not cells:
                 panel.imshow(np.ones((*truth.shape, 3)) * NOT_RUN)
-                panel.text(0.5, 0.5, f"not run\non {label}", ha="center", va="center", fontsize=8,
+                panel.text(0.5, 0.5, "not run on\n" + _wrapped(label), ha="center", va="center", fontsize=8,
                            transform=panel.transAxes)
                 continue
             cell_dir = cells_dir / cells[0]["cell"]
@@ -99,7 +104,7 @@ def qualitative_figure(config: dict, summaries: list[dict]) -> Figure:
             panel.set_xticks([])
             panel.set_yticks([])
             if line == 0:
-                panel.set_title("\n".join(textwrap.wrap(titles[column], 18, break_on_hyphens=False)), fontsize=8)
+                panel.set_title(_wrapped(titles[column]), fontsize=8)
 
     fig.suptitle(f"Test predictions against the ground truth (grid {config.get('name', 'grid')}): "
                  + RULE.format(seed=seed), fontsize=9)
