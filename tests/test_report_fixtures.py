@@ -43,8 +43,8 @@ def make_grid(tmp_path: Path, **overrides) -> dict:
         "input_size": 256,
         "seeds": [0, 1],
         "datasets": {
-            "bright": {"kind": "synthetic", "modality": "bright_speckle", "n_train": 4, "n_test": 7, "label": "Bright"},
-            "dark": {"kind": "synthetic", "modality": "dark_fundus", "n_train": 4, "n_test": 7, "label": "Dark"},
+            "bright": {"kind": "synthetic", "modality": "bright_speckle", "n_train": 4, "n_test": 7, "size": 64, "label": "Bright"},
+            "dark": {"kind": "synthetic", "modality": "dark_fundus", "n_train": 4, "n_test": 7, "size": 64, "label": "Dark"},
         },
         "backbones": {"litemedsam": {"name": "litemedsam"}},
         "methods": METHODS,
