@@ -1,6 +1,7 @@
 """Run one cell end to end: validate data, build, train (resumable; best validation epoch selected),
-save adapter, evaluate merged, and write per_image.csv and summary.json with provenance. A finished
-cell is re-run only when its configuration (fingerprint) changed."""
+save adapter, evaluate merged, and write per_image.csv, the test predictions (predictions.npz) and
+summary.json with provenance. A finished cell is re-run only when its configuration (fingerprint)
+changed or its predictions are missing."""
 from __future__ import annotations
 
 import copy
@@ -27,11 +28,11 @@ from benchmark.engine.adapters import save_adapter
 from benchmark.cell_model import build_cell_model
 from benchmark.engine.evaluate import evaluate, resolution_convention
 from benchmark.engine.precision import enable_tf32
-from benchmark.predictions import PREDICTIONS, read_predictions, write_predictions
 from benchmark.engine.scales import regularisers, scale_shift_movement
 from benchmark.engine.train import CHECKPOINT, train
 from benchmark.io import exclusive, read_json_object, read_or_discard, write_json, write_text
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
+from benchmark.predictions import PREDICTIONS, read_predictions, write_predictions
 from benchmark.provenance import device_name, git_commit, peak_memory_mb, versions
 
 def resolve_device(config: dict) -> torch.device:
