@@ -147,7 +147,8 @@ def parser() -> argparse.ArgumentParser:
         "cell": (cmd_cell, "train and evaluate one cell (resumes a killed run; skips a finished one)"),
         "table1": (cmd_table1, "write figures/table1.{md,csv,tex} from the grid's cell summaries"),
         "figures": (cmd_figures, "write every table and figure of the grid (Table 1 and its statistics, "
-                                 "vs published, SAM2 table, cost table, ablation bubble plot, Pareto figure) into its figures_dir"),
+                                 "vs published, SAM2 table, cost table, ablation bubble plot, Pareto figure, "
+                                 "qualitative figure, training curves) into its figures_dir"),
         "methods": (cmd_methods, "list the registered PEFT methods and their hyper-parameters"),
     }
     for name, (func, text) in commands.items():

@@ -154,11 +154,17 @@ def _check_paper(config: dict) -> None:
 
 def _merged(base: object, override: object) -> object:
     """`override` on top of `base`: mappings merge key by key, anything else (lists too) replaces,
-    and a key set to null is removed (as in a JSON merge patch), so a variant can drop a backbone
-    or a paper mapping of its base; a removed setting takes the schema's default."""
+    and a key set to null in `override` is removed (as in a JSON merge patch, RFC 7386), so that a
+    variant can drop a dataset, backbone or published-row mapping of its base; a removed setting
+    takes the schema's default."""
     if isinstance(base, dict) and isinstance(override, dict):
-        merged = {**base, **{key: _merged(base.get(key), value) for key, value in override.items()}}
-        return {key: value for key, value in merged.items() if override.get(key, "") is not None}
+        merged = dict(base)
+        for key, value in override.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = _merged(base.get(key), value)
+        return merged
     return copy.deepcopy(override)
 
 

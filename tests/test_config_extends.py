@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from benchmark.config import load_config, resolve_extends, validate
+from benchmark.data.sources import data_label
 from benchmark.grid import ConfigError
 from tests.conftest import tiny_grid
 
@@ -83,3 +84,34 @@ def test_paper_official_differs_from_paper_only_where_it_says():
         "train.lr_gamma": (0.5, 0.2),
         "train.crop": (True, False),
     }
+
+
+def test_null_removes_a_key_of_the_base(tmp_path):
+    base = tiny_grid(tmp_path, datasets={
+        "bright": {"kind": "synthetic", "modality": "bright_speckle", "n_train": 4, "n_test": 2, "size": 64},
+        "dark": {"kind": "synthetic", "modality": "dark_fundus", "n_train": 4, "n_test": 2, "size": 64},
+    })
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    config = validate({"extends": "base.yaml", "datasets": {"dark": None}}, tmp_path)
+    assert list(config["datasets"]) == ["bright"]
+
+
+def test_paper_smoke_keeps_papers_models_methods_and_training():
+    """The smoke grid changes weights, data, rows, epochs and the device rule; every other setting
+    of a SAM ViT-B cell (size, text encoder, TAL, trained set, method hyper-parameters, training)
+    is paper.yaml's."""
+    paper = load_config(REPO / "config" / "paper.yaml", check_paths=False)
+    smoke = load_config(REPO / "config" / "paper_smoke.yaml", check_paths=False)
+    assert list(smoke["datasets"]) == ["chase"] and list(smoke["backbones"]) == ["sam_vit_b"]
+    assert smoke["backbones"]["sam_vit_b"]["methods"] == ["sam_zero_shot", "svd", "lora_r4", "salt_r4"]
+    assert [b["id"] for b in smoke["baselines"]] == ["unet"]
+    assert (smoke["device"], smoke["allow_cpu"], smoke["train"]["epochs"]) == ("auto", True, 1)
+    assert {k: v for k, v in smoke["train"].items() if k != "epochs"} == \
+        {k: v for k, v in paper["train"].items() if k != "epochs"}
+    assert smoke["methods"] == paper["methods"] and smoke["input_size"] == paper["input_size"] == 512
+    ours, theirs = smoke["backbones"]["sam_vit_b"], paper["backbones"]["sam_vit_b"]
+    changed = {key for key in ours.keys() | theirs.keys() if ours.get(key) != theirs.get(key)}
+    assert changed == {"weights", "checkpoint", "text_checkpoint", "methods"}
+    assert (ours["weights"], ours["text_checkpoint"], "checkpoint" in ours) == ("random", "random", False)
+    assert smoke["paper"]["datasets"] == {"chase": "DRIVE"}
+    assert data_label(smoke["datasets"]["chase"]).endswith("split file benchmark/data/splits/chase_db1_smoke.csv")

@@ -18,7 +18,11 @@ from PIL import Image
 
 from benchmark.config import validate
 from benchmark.data.layout import DatasetError
+from benchmark.data.dataset import VesselDataset, split_pairs
+from benchmark.data.sources import load_pairs
 from benchmark.engine.cell import cell_dir, resolve_device, run_cell
+from benchmark.predictions import read_predictions
+from benchmark.metrics import dice
 from benchmark.engine.train import CHECKPOINT
 from benchmark.report.build import write_grid_table1
 from tests.conftest import tiny_grid, write_grid
@@ -36,7 +40,7 @@ def test_cell_writes_results_with_provenance_and_is_not_rerun(tmp_path):
     summary_path = run_cell(config, "unet_tiny-bright-s0")
     out = summary_path.parent
     assert {p.name for p in out.iterdir()} == {"adapter.safetensors", "train_log.csv", "per_image.csv", "summary.json",
-                                               "cost.json"}
+                                               "cost.json", "predictions.npz"}
     cost = json.loads((out / "cost.json").read_text())
     assert cost["gflops_inference"] > 0 and cost["counter"] == "fvcore" and "2 x MACs" in cost["convention"]
     summary = json.loads(summary_path.read_text())
@@ -49,7 +53,15 @@ def test_cell_writes_results_with_provenance_and_is_not_rerun(tmp_path):
         assert key in provenance
     assert provenance["versions"]["torch"] and provenance["device"].startswith("cpu")
     assert [row["epoch"] for row in _read_csv(out / "train_log.csv")] == ["1", "2"]
-    assert len(_read_csv(out / "per_image.csv")) == 2
+    per_image = _read_csv(out / "per_image.csv")
+    assert len(per_image) == 2
+    # the kept predictions are the masks that were scored: their Dice against the test masks is per_image.csv's
+    test = VesselDataset(split_pairs(load_pairs("bright", config["datasets"]["bright"], tmp_path / "results"), "test"), 64)
+    predictions = read_predictions(out / "predictions.npz")
+    assert list(predictions) == [row["id"] for row in per_image] == [pair.id for pair in test.pairs]
+    for index, row in enumerate(per_image):
+        assert predictions[row["id"]].shape == (64, 64)
+        assert dice(predictions[row["id"]], test.masks[index]) == pytest.approx(float(row["dice"]), abs=1e-6)
     measured = summary["measured"]  # what the cell cost, measured in this run (tests/test_measure.py)
     assert measured["adapter_bytes"] == (out / "adapter.safetensors").stat().st_size
     assert measured["device"] == provenance["device"] and measured["peak_allocated_mb"] is None
@@ -57,6 +69,15 @@ def test_cell_writes_results_with_provenance_and_is_not_rerun(tmp_path):
     before = summary_path.stat().st_mtime_ns
     run_cell(config, "unet_tiny-bright-s0")
     assert summary_path.stat().st_mtime_ns == before
+    # a cell finished without its predictions (by a version that kept none), or with a damaged file, is run
+    # again, to the same metrics
+    for damage in (Path.unlink, lambda path: path.write_bytes(path.read_bytes()[:100])):
+        damage(out / "predictions.npz")
+        before = summary_path.stat().st_mtime_ns
+        run_cell(config, "unet_tiny-bright-s0")
+        assert summary_path.stat().st_mtime_ns != before
+        assert read_predictions(out / "predictions.npz").keys() == predictions.keys()
+        assert _read_csv(out / "per_image.csv") == per_image
     table = write_grid_table1(config)
     assert "U-Net" in table.read_text()
 

@@ -13,7 +13,7 @@ from tests.test_report_fixtures import make_grid, populate
 
 OUTPUTS = ["table1.md", "table1.csv", "table1.tex", "table1_stats.md", "table1_stats.csv", "vs_published.md",
            "vs_published.csv", "sam2_table.md", "sam2_table.csv", "cost.md", "cost.csv", "ablation_bubble.png",
-           "pareto.png"]
+           "pareto.png", "qualitative.png", "training_curves.png"]
 PAPER = {"datasets": {"bright": "DRIVE"}, "rows": {"litemedsam/salt_r4": "table1/salt_r4",
                                                    "litemedsam/salt_r256": "ablation/salt_lora_r256_sv200"}}
 

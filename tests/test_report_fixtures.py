@@ -1,5 +1,6 @@
-"""Hand-made grids and cell files for the report tests (summary.json, per_image.csv and cost.json written into
-tmp_path, never results/), and a check that they look like what benchmark.engine.cell writes."""
+"""Hand-made grids and cell files for the report tests (summary.json, per_image.csv, cost.json,
+predictions.npz and train_log.csv written into tmp_path, never results/), and a check that they
+look like what benchmark.engine.cell writes."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +9,11 @@ import math
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from benchmark.config import validate
+from benchmark.predictions import PREDICTIONS, write_predictions
+from benchmark.engine.train import LOG_FIELDS
 
 from benchmark.grid import Cell, entry_id, expand_cells
 
@@ -23,7 +28,10 @@ METHODS = [
 # trainable, total per row key
 PARAMS = {"unet": (6_500_000, 6_500_000), "frozen": (0, 10_000_000), "lora_r4": (1_500_000, 100_000_000),
           "salt_r4": (460_000, 100_000_000), "salt_r256": (5_840_000, 100_000_000)}
-IMAGES = ("img_a", "img_b", "img_c", "img_d", "img_e", "img_f", "img_g")
+# the test ids of make_grid's synthetic datasets (4 train images come first), so that figures that
+# show test images (qualitative.png) find them
+IMAGES = tuple(f"synth_{index:04d}" for index in range(4, 11))
+SIZE = 256
 
 
 def make_grid(tmp_path: Path, **overrides) -> dict:
@@ -35,8 +43,8 @@ def make_grid(tmp_path: Path, **overrides) -> dict:
         "input_size": 256,
         "seeds": [0, 1],
         "datasets": {
-            "bright": {"kind": "synthetic", "modality": "bright_speckle", "n_train": 4, "n_test": 7, "label": "Bright"},
-            "dark": {"kind": "synthetic", "modality": "dark_fundus", "n_train": 4, "n_test": 7, "label": "Dark"},
+            "bright": {"kind": "synthetic", "modality": "bright_speckle", "n_train": 4, "n_test": 7, "size": 64, "label": "Bright"},
+            "dark": {"kind": "synthetic", "modality": "dark_fundus", "n_train": 4, "n_test": 7, "size": 64, "label": "Dark"},
         },
         "backbones": {"litemedsam": {"name": "litemedsam"}},
         "methods": METHODS,
@@ -75,6 +83,9 @@ def cell_summary(config: dict, cell: Cell, dice: list[float], hd95: list[float])
         "seed": cell.seed,
         "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total,
                    "denominator": "all parameters"},
+        "trained": {"epochs": 0 if cell.group == "zero-shot" else config["train"]["epochs"],
+                    "selected_epoch": config["train"]["epochs"],
+                    "val_dice": None if cell.group == "zero-shot" else 0.1 * config["train"]["epochs"]},
         "metrics": {"dice_mean": sum(dice) / len(dice), "n_images": len(dice),
                     "hd95_mean": sum(defined) / len(defined) if defined else math.nan},
         "measured": measured(row, cell.seed),
@@ -123,6 +134,14 @@ def write_cell(cells_dir: Path, summary: dict, ids: list[str], dice: list[float]
         writer = csv.writer(handle)
         writer.writerow(["id", "dice", "hd95"])
         writer.writerows(zip(ids, dice, hd95))
+    rng = np.random.default_rng(len(summary["cell"]))
+    write_predictions(folder / PREDICTIONS, {image_id: rng.random((SIZE, SIZE)) > 0.9 for image_id in ids})
+    epochs = summary["trained"]["epochs"]
+    if epochs:
+        with (folder / "train_log.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(LOG_FIELDS)
+            writer.writerows((e, 1e-3, 1.0 / e, 1.0 / e, 0.0, 0.1 * e, 1.0) for e in range(1, epochs + 1))
 
 
 def populate(config: dict, dice: Callable[[Cell], list[float]] = default_dice) -> list[dict]:

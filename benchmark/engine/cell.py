@@ -1,6 +1,7 @@
 """Run one cell end to end: validate data, build, train (resumable; best validation epoch selected),
-save adapter, evaluate merged, and write per_image.csv and summary.json with provenance. A finished
-cell is re-run only when its configuration (fingerprint) changed."""
+save adapter, evaluate merged, and write per_image.csv, the test predictions (predictions.npz) and
+summary.json with provenance. A finished cell is re-run only when its configuration (fingerprint)
+changed or its predictions are missing."""
 from __future__ import annotations
 
 import copy
@@ -33,6 +34,7 @@ from benchmark.engine.train import CHECKPOINT, train
 from benchmark.gpus import cell_gpu
 from benchmark.io import exclusive, read_json_object, read_or_discard, write_json, write_text
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
+from benchmark.predictions import PREDICTIONS, read_predictions, write_predictions
 from benchmark.provenance import device_name, git_commit, peak_memory_mb, scheduler, versions
 
 def resolve_device(config: dict) -> torch.device:
@@ -149,9 +151,13 @@ def run_cell(config: dict, cell_id: str) -> Path:
 
 
 def _finished(summary_path: Path, cell_fingerprint: str) -> bool:
-    """A summary of this configuration exists; an unreadable one is discarded and the cell rerun."""
+    """A summary of this configuration exists, with readable predictions beside it (a cell finished
+    before predictions were kept is rerun); an unreadable summary or predictions file is discarded
+    and the cell rerun."""
     summary = read_or_discard(summary_path, read_json_object, "cell summary")
-    return summary is not None and summary.get("fingerprint") == cell_fingerprint
+    if summary is None or summary.get("fingerprint") != cell_fingerprint:
+        return False
+    return read_or_discard(summary_path.parent / PREDICTIONS, read_predictions, "predictions file") is not None
 
 
 def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path, gpu: dict | None) -> None:
@@ -194,11 +200,13 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path, gp
     cost = cached_gflops(merged, size, architecture, Path(config["results_dir"]) / "cache")
     write_json(out / "cost.json", {**share, "gflops_inference": cost["gflops"], "counter": cost["counter"],
                                    "convention": GFLOPS_CONVENTION, "training": training})
+    predictions: dict[str, np.ndarray] = {}
     began = time.perf_counter()
     rows = evaluate(merged, sets["test"], device, train_cfg["batch_size"], resolution=train_cfg["metrics_resolution"],
-                    precision=train_cfg["precision"])
+                    precision=train_cfg["precision"], keep=predictions)
     eval_seconds = time.perf_counter() - began
     write_text(out / "per_image.csv", _per_image_csv(rows))
+    write_predictions(out / PREDICTIONS, predictions)
     summary = {
         "cell": cell.id,
         "fingerprint": cell_fingerprint,

@@ -33,9 +33,11 @@ def native_prediction(logits: torch.Tensor, orig_size: tuple[int, int], size: in
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: VesselDataset, device: torch.device, batch_size: int,
-             resolution: str = "network", precision: str = "fp32") -> list[dict]:
+             resolution: str = "network", precision: str = "fp32",
+             keep: dict[str, np.ndarray] | None = None) -> list[dict]:
     """One row per test image: id, dice, hd95 (NaN where HD95 is undefined), at `resolution`.
-    The forward pass runs in `precision`; logits are thresholded and scored in float32."""
+    The forward pass runs in `precision`; logits are thresholded and scored in float32. With
+    `keep`, each image's scored binary prediction is stored there under its id."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown metrics resolution {resolution!r}; allowed: {', '.join(RESOLUTIONS)}")
     model.eval()
@@ -52,4 +54,6 @@ def evaluate(model: nn.Module, dataset: VesselDataset, device: torch.device, bat
                 prediction = native_prediction(item_logits, item["orig_size"], dataset.size)
                 truth = dataset.native_mask(index)
             rows.append({"id": item["id"], **score(prediction, truth)})
+            if keep is not None:
+                keep[item["id"]] = prediction
     return rows

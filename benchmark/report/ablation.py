@@ -10,9 +10,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from benchmark.report.pictures import provenance_caption, save_png
 from benchmark.paper.mapping import paper_section
 from benchmark.paper.published import ABLATION_DATASET, lookup
-from benchmark.report.figure_files import provenance_caption, write_png
 from benchmark.report.rows import by_row, distinct, on_dataset, seed_stats
 
 MAX_AREA = 1600.0  # points^2 of the largest bubble
@@ -127,11 +127,10 @@ def ablation_figure(config: dict, summaries: list[dict]) -> Figure:
     ax.add_artist(first)
     ax.legend(handles=_size_legend(max(pcts, default=1.0), area_per_pct), loc="lower left",
               bbox_to_anchor=(1.02, 0.0), fontsize=8, labelspacing=2.0, borderpad=1.2, title="bubble area")
-    weights = distinct([cell["weights"] for cells in peft.values() for cell in cells]) or "–"
-    data = distinct([s["dataset"]["data"] for s in summaries])
-    provenance_caption(fig, weights, data)
+    provenance_caption(fig, distinct([cell["weights"] for cells in peft.values() for cell in cells]) or "–",
+                       distinct([s["dataset"]["data"] for s in summaries]), 160, fontsize=7)
     return fig
 
 
 def write_ablation_bubble(config: dict, summaries: list[dict], out_dir: Path) -> Path:
-    return write_png(ablation_figure(config, summaries), Path(out_dir) / "ablation_bubble.png")
+    return save_png(ablation_figure(config, summaries), Path(out_dir) / "ablation_bubble.png", dpi=150)

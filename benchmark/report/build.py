@@ -7,7 +7,9 @@ from benchmark.grid import expand_cells
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION
 from benchmark.report.ablation import write_ablation_bubble
 from benchmark.report.cost_table import build_cost_table, write_cost_table
+from benchmark.report.curves import write_training_curves
 from benchmark.report.pareto import write_pareto
+from benchmark.report.qualitative import write_qualitative
 from benchmark.report.sam2_table import write_sam2_table
 from benchmark.report.table1 import build_table1, load_summaries, write_table1
 from benchmark.report.table1_stats import build_table1_stats, write_table1_stats
@@ -55,7 +57,8 @@ def write_grid_table1(config: dict, summaries: list[dict] | None = None) -> Path
 def write_grid_figures(config: dict) -> list[Path]:
     """Every table and figure of the grid into config["figures_dir"]: Table 1 (md, csv, tex), its
     statistics, the comparison with the published numbers, the SAM2 table, the cost table, the
-    ablation bubble plot and the Dice-against-cost Pareto figure. `config` is validated (benchmark.config.load_config), its `paper` section included."""
+    ablation bubble plot, the Dice-against-cost Pareto figure, the qualitative figure (Fig. 3) and the training
+    curves. `config` is validated (benchmark.config.load_config), its `paper` section included."""
     summaries = grid_summaries(config)
     out = Path(config["figures_dir"])
     cells_dir = Path(config["results_dir"]) / "cells"
@@ -69,4 +72,6 @@ def write_grid_figures(config: dict) -> list[Path]:
         *write_cost_table(build_cost_table(summaries, cells_dir), out),
         write_ablation_bubble(config, summaries, out),
         write_pareto(config, summaries, out),
+        write_qualitative(config, summaries, out),
+        write_training_curves(config, summaries, out),
     ]

@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 
 from benchmark.paper.mapping import paper_section
 from benchmark.paper.published import GROUP_TOTAL_M, PublishedRow, lookup
-from benchmark.report.figure_files import provenance_caption, write_png
+from benchmark.report.pictures import provenance_caption, save_png
 from benchmark.report.rows import by_row, distinct, on_dataset, seed_stats
 
 MARKERS = "osD^vP*Xh<>p"
@@ -142,9 +142,9 @@ def pareto_figure(config: dict, summaries: list[dict]) -> Figure:
     fig.suptitle(f"Accuracy against cost per row (grid {config.get('name', 'grid')})")
     weights = distinct([s["weights"] for s in summaries])
     data = distinct([s["dataset"]["data"] for s in summaries])
-    provenance_caption(fig, weights, data, width=170)
+    provenance_caption(fig, weights, data, 170, fontsize=7)
     return fig
 
 
 def write_pareto(config: dict, summaries: list[dict], out_dir: Path) -> Path:
-    return write_png(pareto_figure(config, summaries), Path(out_dir) / "pareto.png")
+    return save_png(pareto_figure(config, summaries), Path(out_dir) / "pareto.png", dpi=150)

@@ -37,3 +37,17 @@ def seed_stats(values: list) -> tuple[float | None, float | None, int]:
 def distinct(values: list[str]) -> str:
     """Distinct values in first-seen order, joined: provenance columns never hide a mix."""
     return "; ".join(dict.fromkeys(values))
+
+
+def row_label(summary: dict, with_backbone: bool) -> str:
+    """A row as Table 1 names it, in one string for figure legends and panel titles: its Model
+    text, its rank ("LoRA r4"), and with several backbones in the grid, its Backbone key."""
+    method = summary["method"]
+    label = method["label"] + ("" if method.get("rank") is None else f" r{method['rank']}")
+    return f"{label} [{summary['backbone']}]" if with_backbone and method["group"] != "baseline" else label
+
+
+def table_order(summaries: list[dict]) -> dict[str, list[dict]]:
+    """Cells per row key in Table 1's order: baselines, zero-shot rows, PEFT rows, each in grid order."""
+    groups = ("baseline", "zero-shot", "peft")
+    return dict(sorted(by_row(summaries).items(), key=lambda item: groups.index(item[1][0]["method"]["group"])))

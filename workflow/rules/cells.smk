@@ -18,6 +18,7 @@ rule cell:
         RESULTS / "cells" / "{cell}" / "summary.json",
         RESULTS / "cells" / "{cell}" / "per_image.csv",
         RESULTS / "cells" / "{cell}" / "cost.json",
+        RESULTS / "cells" / "{cell}" / "predictions.npz",
     log:
         RESULTS / "logs" / "cell-{cell}.log",
     params:

@@ -1,7 +1,8 @@
-# Tables and figures are pure functions of the cells' summaries, per-image metrics and costs.
+# Tables and figures are pure functions of the cells' summaries, per-image metrics, costs, kept
+# predictions and training logs (train_log.csv is written before the summary, so it is there too).
 # Every file goes into `snakemake --report` with a caption that says how it was measured.
 
-CELL_FILES = ("summary.json", "per_image.csv", "cost.json")
+CELL_FILES = ("summary.json", "per_image.csv", "cost.json", "predictions.npz")
 
 
 def captioned(name, category):
@@ -25,6 +26,8 @@ rule figures:
         captioned("cost.csv", "Cost"),
         captioned("ablation_bubble.png", "Ablation"),
         captioned("pareto.png", "Cost"),
+        captioned("qualitative.png", "Qualitative (Fig. 3)"),
+        captioned("training_curves.png", "Training curves"),
     params:
         grid=str(GRID_FILE),
         # a changed mapping to the published numbers re-writes the figures (Snakemake's params trigger)
