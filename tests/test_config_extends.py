@@ -86,16 +86,6 @@ def test_paper_official_differs_from_paper_only_where_it_says():
     }
 
 
-def test_null_removes_a_key_of_the_base(tmp_path):
-    base = tiny_grid(tmp_path, datasets={
-        "bright": {"kind": "synthetic", "modality": "bright_speckle", "n_train": 4, "n_test": 2, "size": 64},
-        "dark": {"kind": "synthetic", "modality": "dark_fundus", "n_train": 4, "n_test": 2, "size": 64},
-    })
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    config = validate({"extends": "base.yaml", "datasets": {"dark": None}}, tmp_path)
-    assert list(config["datasets"]) == ["bright"]
-
-
 def test_paper_smoke_keeps_papers_models_methods_and_training():
     """The smoke grid changes weights, data, rows, epochs and the device rule; every other setting
     of a SAM ViT-B cell (size, text encoder, TAL, trained set, method hyper-parameters, training)
