@@ -11,6 +11,8 @@ import methods
 from benchmark.grid import Cell
 from benchmark.models import build_backbone
 
+ENCODER = "image_encoder."
+
 
 @dataclass
 class CellModel:
@@ -45,8 +47,9 @@ def build_cell_model(cell: Cell, config: dict) -> CellModel:
     if backbone.input_size != config["input_size"]:
         raise ValueError(f"backbone {backbone.name} takes {backbone.input_size} px input; set input_size: {backbone.input_size}")
     adapted = methods.apply_method(backbone.model, cell.hparams(), backbone.components)
-    extra = [] if cell.group == "zero-shot" else _unfreeze(backbone.model, backbone.extra_trainable)
     method = methods.get_method(cell.entry["name"])
+    prefixes = [p for p in backbone.extra_trainable if not (method.frozen_encoder and p.startswith(ENCODER))]
+    extra = [] if cell.group == "zero-shot" else _unfreeze(backbone.model, prefixes)
     label = cell.entry.get("label", method.label or method.name)
     return CellModel(backbone.model, backbone.weights, label, adapted, extra)
 

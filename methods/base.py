@@ -36,6 +36,8 @@ class Method:
     open_hparams: for a method whose accepted keys depend on the spec (the peft bridge takes the
     chosen tuner's config fields), spec -> the keys it accepts with their defaults; it raises
     ValueError naming the valid keys. None: `hparams` is the whole list.
+    frozen_encoder: the image encoder stays wholly frozen, so the engine leaves the encoder's
+    parameters (norms, positional embedding) out of the backbone's extra trainable set.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Method:
     apply: ApplyFn
     label: str = ""
     open_hparams: Callable[[Mapping[str, object]], dict[str, object]] | None = None
+    frozen_encoder: bool = False
 
     def hparams_for(self, spec: Mapping[str, object]) -> dict[str, object]:
         """Every key `spec` may set, with its default."""

@@ -2,12 +2,14 @@
 
 peft-sam's "frozen encoder" row (Teuber, Archit and Pape, MIDL 2025): its PEFT rows all train SAM's
 mask decoder and prompt encoder, and this one trains nothing else. The prompt path here is the
-prompt encoder plus the TAL (which the engine trains for every method as the backbone's extra
-trainable set). Module names are those every SAM-family cell model has (benchmark/models/prompted.py:
-`prompt_encoder`, `mask_decoder`).
+prompt encoder plus the TAL (which the engine trains for every method). The encoder stays wholly
+frozen (`frozen_encoder`): the backbone's encoder norms and positional embedding, which other rows
+train, do not train here. Module names are those every SAM-family cell model has
+(benchmark/models/prompted.py: `prompt_encoder`, `mask_decoder`).
 
-Not done: the frozen encoder's embeddings are not cached, so a step still runs the encoder's
-forward (no backward through it); the step costs that much more than a decoder's alone.
+With the encoder frozen and augmentation off, the engine computes each training image's embedding
+once and reuses it every epoch (benchmark/models/embedding_cache.py), so after the first epoch a
+step costs the decoder's alone.
 """
 from __future__ import annotations
 
@@ -35,4 +37,5 @@ METHOD = Method(
     description="Decoder-only: image encoder frozen; mask decoder and prompt encoder trained.",
     hparams={},
     apply=apply,
+    frozen_encoder=True,
 )

@@ -34,6 +34,7 @@ from benchmark.engine.train import CHECKPOINT, train
 from benchmark.gpus import cell_gpu
 from benchmark.io import exclusive, read_json_object, read_or_discard, write_json, write_text
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
+from benchmark.models.embedding_cache import EmbeddingCache, why_not_cached
 from benchmark.predictions import PREDICTIONS, read_predictions, write_predictions
 from benchmark.provenance import device_name, git_commit, peak_memory_mb, scheduler, versions
 
@@ -130,6 +131,18 @@ def _training_cost(model: torch.nn.Module, adapted: list[str], cell: Cell, archi
                                 Path(config["results_dir"]) / "cache", architecture=architecture)
 
 
+def _embedding_cache(model: torch.nn.Module, train_cfg: dict) -> EmbeddingCache | dict:
+    """Set an embedding cache on `model` when its frozen encoder's output can be reused across
+    epochs (models.embedding_cache); otherwise the summary's record of why not."""
+    if train_cfg["epochs"] == 0 or not any(p.requires_grad for p in model.parameters()):
+        return {"used": False, "reason": "nothing trains"}
+    reason = why_not_cached(model, train_cfg["augment"])
+    if reason is not None:
+        return {"used": False, "reason": reason}
+    model.embedding_cache = EmbeddingCache()
+    return model.embedding_cache
+
+
 def run_cell(config: dict, cell_id: str) -> Path:
     """Run `cell_id` of the validated grid `config`; returns its summary.json path."""
     cells = expand_cells(config)
@@ -183,8 +196,12 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path, gp
     for stale in out.glob(".*.tmp"):  # half a write of a killed run (benchmark.io.atomic_write); never read
         stale.unlink()
     meter = RunMeter.for_device(device)
+    embeddings = _embedding_cache(model, train_cfg)
     log, train_seconds, best = train(model, sets["train"], train_cfg, out, cell.seed, device, cell_fingerprint,
                                      _validation(sets["val"], device, train_cfg), meter)
+    embeddings = model.embedding_cache.report() if isinstance(embeddings, EmbeddingCache) else embeddings
+    if hasattr(model, "embedding_cache"):
+        model.embedding_cache = None  # test images go through the encoder; the cached features are freed
     # read off the adapted layers before merge_model folds them away
     movement, penalties = scale_shift_movement(model), regularisers(model)
     sv_ranks, notes = singular_value_ranks(model), layer_notes(model)
@@ -226,7 +243,8 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path, gp
                     "selected_epoch": best.epoch if best.state is not None else len(log),
                     "val_dice": None if best.state is None else best.val_dice,
                     "n_images": {split: 0 if data is None else len(data) for split, data in sets.items()},
-                    "scale_shift_movement": movement, "singular_value_ranks": sv_ranks, "notes": notes},
+                    "scale_shift_movement": movement, "singular_value_ranks": sv_ranks, "notes": notes,
+                    "embedding_cache": embeddings},
         "inference": f"unmerged: {', '.join(unmerged)} cannot be merged" if unmerged else "merged",
         "regulariser": {"weight": train_cfg["reg_weight"], "forms": penalties},
         "metrics": summarise(rows),

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.models.embedding_cache import EmbeddingCache
 from benchmark.models.text import TextAffineLayer
 
 
@@ -35,13 +36,22 @@ class TextPromptedSAM(nn.Module):
         self.register_buffer("text_embedding", text_embedding.reshape(1, -1).clone(), persistent=False)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 3, 1, 1), persistent=False)
+        # set by the engine while training a frozen encoder on unaugmented images (models.embedding_cache)
+        self.embedding_cache: EmbeddingCache | None = None
 
     def prompt_token(self, batch: int) -> torch.Tensor:
         return self.tal(self.text_embedding.expand(batch, -1)).unsqueeze(1)
 
+    def image_features(self, image: torch.Tensor):
+        """The image encoder's output on the normalised image, from the cache when one is set."""
+        pixels = (image - self.pixel_mean) / self.pixel_std
+        if self.embedding_cache is None:
+            return self.image_encoder(pixels)
+        return self.embedding_cache(self.image_encoder, image, pixels)
+
     def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """The image embedding plus any extra inputs this mask decoder takes (SAM2: high-res features)."""
-        return self.image_encoder((image - self.pixel_mean) / self.pixel_std), {}
+        return self.image_features(image), {}
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         embedding, extra = self.encode(image)

@@ -68,7 +68,7 @@ class TextPromptedSAM2(TextPromptedSAM):
         self.no_mem_embed = no_mem_embed
 
     def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        levels = self.image_encoder((image - self.pixel_mean) / self.pixel_std)["backbone_fpn"]
+        levels = self.image_features(image)["backbone_fpn"]
         embedding = levels[-1] + self.no_mem_embed.reshape(1, -1, 1, 1)
         high_res = [self.mask_decoder.conv_s0(levels[0]), self.mask_decoder.conv_s1(levels[1])]
         return embedding, {"repeat_image": False, "high_res_features": high_res}

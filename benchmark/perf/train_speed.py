@@ -11,6 +11,9 @@ for a few inference batches. Every number comes from the same process on the sam
 are to `frozen` at the same precision and of bf16 to fp32 for the same method. SAM weights are
 random (speed does not depend on them); SVD factors go through the on-disk cache, and each row says
 how many factorisations its build computed and how long the build took.
+"decoder" is decoder-only tuning with the frozen encoder's features cached, as a cell without
+augmentation trains it: every timed step reuses the features (an epoch after the first);
+"decoder_uncached" is the same model running its encoder every step (the first epoch).
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from benchmark.engine.train import set_train_mode
 from benchmark.grid import Cell, entry_id
 from benchmark.allocator import reexec_with_allocator_settings
 from benchmark.io import write_text
+from benchmark.models.embedding_cache import EmbeddingCache
 from benchmark.perf.methods_speed import DirectSALTLayer, cpu_name, synchronise
 from methods import svd_cache
 
@@ -58,7 +62,7 @@ SETUPS = {
     "litemedsam": Setup(REPO / "config" / "default.yaml", "litemedsam", 2),
 }
 METHOD_ROWS = ("frozen", "full", "svd", "lora_r4", "lora_r256", "salt_r4", "salt_r256", "salt_literal_r4",
-               "salt_literal_r256")
+               "salt_literal_r256", "decoder", "decoder_uncached")
 COLUMNS = ("backbone", "input", "batch", "method", "precision", "build_s", "svd_computed", "trainable",
            "train_images_per_s", "train_x_frozen", "bf16_over_fp32", "peak_memory_mb", "memory_kind",
            "infer_images_per_s", "infer_x_frozen", "device")
@@ -68,9 +72,9 @@ def method_entry(config: dict, row: str) -> tuple[dict, bool]:
     """The grid's entry for `row` (its first entry of that method, at the row's rank), and whether
     SALT's rebuild is swapped for the literal eq. 4 product."""
     literal = row.startswith("salt_literal")
+    if row in ("full", "decoder", "decoder_uncached"):
+        return {"id": row, "name": row.removesuffix("_uncached")}, False
     name, _, rank = row.replace("salt_literal", "salt").partition("_r")
-    if name == "full":
-        return {"id": "full", "name": "full"}, False
     entries = [e for e in config["methods"] if e["name"] == name]
     if not entries:
         raise SystemExit(f"{row}: the grid has no {name!r} method to take its targets from")
@@ -109,6 +113,8 @@ def build(setup: Setup, config: dict, row: str, cache: Path) -> tuple[nn.Module,
     if literal:
         for layer in methods.adapted_layers(model).values():
             layer.__class__ = DirectSALTLayer  # same tensors, U ReLU(Sigma') V^T rebuilt literally
+    if row == "decoder":  # as a cell trains it without augmentation; "decoder_uncached" runs the encoder every step
+        model.embedding_cache = EmbeddingCache()
     computed = (len(list(svd_dir.glob("svd-*"))) if svd_dir.exists() else 0) - before
     return model, seconds, computed
 
@@ -214,6 +220,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             model = model.to(device)
             trainable, _ = methods.count_parameters(model)
             merged[row] = methods.merge_model(copy.deepcopy(model)).to(device)
+            if hasattr(merged[row], "embedding_cache"):
+                merged[row].embedding_cache = None  # inference encodes every image, as a test set does
             for precision in args.precisions:
                 kind = _reset_peak(device)
                 step = train_speed(model, size, batch, precision, device, args.warmup, args.steps)
