@@ -96,6 +96,12 @@ def cmd_params(args: argparse.Namespace) -> None:
         counts, out = count_paper(), Path(args.out or "figures")
     print(to_markdown(counts))
     print(write_accounting(counts, out))
+    if args.against == "peft-sam":
+        from benchmark.cost import peft_sam_params
+
+        records = peft_sam_params.compare(counts)
+        print(peft_sam_params.to_markdown(records))
+        print(peft_sam_params.write(records, out))
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
@@ -178,6 +184,9 @@ def parser() -> argparse.ArgumentParser:
     params.add_argument("--config", help="grid config YAML: count its backbone x method cells "
                         "(default: the paper's rows as reconstructed in benchmark/cost/paper_accounting.yaml)")
     params.add_argument("--out", help="folder for params.csv and params.md (default: the grid's figures_dir, or figures/)")
+    params.add_argument("--against", choices=("peft-sam",),
+                        help="also put the counts another study states beside ours, row by row (peft-sam: "
+                             "config/peft_sam_vit_b.yaml's rows; writes peft_sam_params.{csv,md})")
     cost_text = ("count GFLOPs of the paper's SAM ViT-B rows (LoRA, SALT: added per image at batch 5; the one-time "
                  "SVD) and compare them with the paper's 1.24, 79.2, 22.88, 23.52 and 871.8; builds SAM ViT-B at "
                  "512 px with random weights and decomposes its layers: about 9 minutes on 2 CPU cores")

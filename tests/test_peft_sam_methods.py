@@ -2,6 +2,8 @@
 against direct counts and their papers' formulas."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -10,6 +12,8 @@ from benchmark.config_checks import _cached_architecture
 from methods import apply_method, count_parameters
 from methods.base import encoder_blocks
 from tests.test_methods import COMPONENTS, toy, toy_input
+
+REPO = Path(__file__).resolve().parents[1]
 
 DIM = 24  # the toy's width; its blocks are 2, each: LayerNorm, qkv 24->72, proj 24->24, fc1 24->48, fc2 48->24
 
@@ -385,3 +389,26 @@ def test_decoder_only_trains_the_mask_decoder_and_prompt_encoder(sam_vit_b) -> N
     assert count_parameters(model)[0] == 4_058_340 + 6_220
     with pytest.raises(ValueError, match="no parameter under"):
         apply_method(toy(), {"name": "decoder"}, COMPONENTS)
+
+
+def test_counts_at_peft_sam_settings_match_what_peft_sam_states_or_differ_as_explained(tmp_path):
+    """config/peft_sam_vit_b.yaml counted as peft-sam counts (encoder share + mask decoder and
+    prompt encoder) against their printed totals; where they differ, by the documented amount."""
+    from benchmark.config import load_config
+    from benchmark.cost import peft_sam_params
+    from benchmark.cost.paper_params import count_grid
+
+    config = load_config(REPO / "config" / "peft_sam_vit_b.yaml", check_paths=False)
+    records = {r["row"]: r for r in peft_sam_params.compare(count_grid(config))}
+    stated_and_equal = ["full", "full_late6", "lora_r32", "lora_r32_late6", "decoder"]
+    derived_and_equal = ["bitfit", "layernorm", "attention", "adaptformer"]
+    for row in stated_and_equal + derived_and_equal:
+        assert records[row]["matches_print"] and records[row]["delta_encoder"] == 0, row
+        assert records[row]["stated"] == ("stated" if row in stated_and_equal else "derived from their code")
+    assert records["full"]["encoder_ours"] == 89_670_912  # SAM ViT-B's encoder at its own 1024 px
+    assert records["lora_r32_mlp_late6"]["delta_encoder"] == -6 * 49_152  # fused qkv: one rank-32 pair, not three
+    assert records["ssf"]["delta_encoder"] == -(12 * 3_072 + 1_536)  # their SSF after LayerNorms and patch embedding
+    assert records["fact_tt_r16"]["delta_encoder"] == (2 * 768 * 16 + 36 * 256) - 12 * 25_088  # shared U, V vs per block
+    assert "fact_tk_r16" not in records  # peft-sam has no FacT-TK
+    table = peft_sam_params.to_markdown(list(records.values()))
+    assert "| lora_r32_mlp_late6 | Late-LoRA (A-50%) |" in table and "| no |" in table

@@ -28,7 +28,7 @@ import yaml
 import methods
 from benchmark.config import validate
 from benchmark.grid import entry_id, expand_cells
-from benchmark.cell_model import build_cell_model
+from benchmark.cell_model import ENCODER, build_cell_model
 from benchmark.io import write_text
 from benchmark.models import sam2
 from benchmark.models.text import encoder_parameters
@@ -59,6 +59,7 @@ class Count:
     text_encoder: int
     row: PublishedRow | None
     note: str = ""
+    encoder: int = 0  # trainable parameters inside the image encoder (adapters included)
 
     @property
     def pct_model(self) -> float:
@@ -158,6 +159,7 @@ def count_grid(config: dict, published_rows: dict[str, str] | None = None) -> li
             total=total,
             text_encoder=_text_encoder_parameters(backbone_cfg["text_encoder"]),
             row=_published_row(backbone_cfg, cell.entry, (published_rows or {}).get(method)),
+            encoder=sum(p.numel() for name, p in params.items() if p.requires_grad and name.startswith(ENCODER)),
         ))
     return counts
 
