@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from benchmark.config_checks import check_ranks, require_paths
+from benchmark.config_checks import check_devices, check_ranks, require_paths
 from benchmark.grid import ROW_KEYS, ConfigError, entry_id, row_keys
 from benchmark.paper.published import published
 
@@ -204,6 +204,7 @@ def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> 
     _fill_defaults(config, _schema())
     _check_entries(config)
     check_ranks(config)  # every method entry fits the layers it targets (built on the meta device)
+    check_devices(config)  # and can run on the grid's device (QLoRA's 4-bit layers)
     _check_datasets(config)
     _check_subsets(config)
     _check_paper(config)

@@ -11,6 +11,8 @@
   larger than a layer allows, a component the backbone does not define or a `ranks` key that
   is not a target fails at validation, naming the entry, the layer and the limit, instead of
   inside a cell job hours later.
+- `check_devices(config)`: every method entry can run on the grid's device (QLoRA: bitsandbytes'
+  4-bit layers are tried there), so a QLoRA row never turns into float32 LoRA or fails mid-grid.
 """
 from __future__ import annotations
 
@@ -257,6 +259,31 @@ def _rank_problems(config: dict, methods) -> list[str]:
             finally:
                 _restore(model, originals)
     return problems
+
+
+def check_devices(config: dict) -> None:
+    """Raise ConfigError if a method entry cannot run on the grid's device (QLoRA's 4-bit layers
+    where bitsandbytes has no kernels). `device: auto` is the GPU when one is visible, as cells resolve it.
+    A GPU grid validated where no GPU is visible (a SLURM login node, `saltbench params`) is not
+    probed here: every cell validates its config again on the node that runs it, before training."""
+    import methods
+
+    device = config["device"]
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        return
+    problems = []
+    for entry in config["methods"]:
+        check = methods.get_method(entry["name"]).check_device
+        if check is None:
+            continue
+        try:
+            check(device)
+        except ValueError as error:
+            problems.append(f"methods entry {entry_id(entry)!r}: {error}")
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def _restore(model: nn.Module, originals: dict[str, nn.Module]) -> None:

@@ -157,10 +157,18 @@ def adapter_state_dict(model: nn.Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def parameter_numel(parameter: Tensor) -> int:
+    """The parameter's count of weights: a 4-bit quantized weight (bitsandbytes Params4bit, QLoRA)
+    packs two weights per byte, so its tensor's numel is half; its quant state keeps the shape."""
+    state = getattr(parameter, "quant_state", None) if getattr(parameter, "bnb_quantized", False) else None
+    return parameter.numel() if state is None else state.shape.numel()
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts; SVD buffers are not parameters and are not counted."""
     parameters = list(model.parameters())
-    return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
+    return (sum(parameter_numel(p) for p in parameters if p.requires_grad),
+            sum(parameter_numel(p) for p in parameters))
 
 
 def count_by_component(model: nn.Module, components: Mapping[str, str]) -> dict[str, int]:

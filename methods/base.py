@@ -38,6 +38,8 @@ class Method:
     ValueError naming the valid keys. None: `hparams` is the whole list.
     frozen_encoder: the image encoder stays wholly frozen, so the engine leaves the encoder's
     parameters (norms, positional embedding) out of the backbone's extra trainable set.
+    check_device: device type ("cpu", "cuda") -> None, raising ValueError where the method cannot
+    run there (QLoRA's 4-bit layers); called when a config is validated, before anything trains.
     """
 
     name: str
@@ -47,6 +49,7 @@ class Method:
     label: str = ""
     open_hparams: Callable[[Mapping[str, object]], dict[str, object]] | None = None
     frozen_encoder: bool = False
+    check_device: Callable[[str], None] | None = None
 
     def hparams_for(self, spec: Mapping[str, object]) -> dict[str, object]:
         """Every key `spec` may set, with its default."""

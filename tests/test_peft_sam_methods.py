@@ -400,7 +400,7 @@ def test_counts_at_peft_sam_settings_match_what_peft_sam_states_or_differ_as_exp
 
     config = load_config(REPO / "config" / "peft_sam_vit_b.yaml", check_paths=False)
     records = {r["row"]: r for r in peft_sam_params.compare(count_grid(config))}
-    stated_and_equal = ["full", "full_late6", "lora_r32", "lora_r32_late6", "decoder"]
+    stated_and_equal = ["full", "full_late6", "lora_r32", "lora_r32_late6", "qlora_r32", "decoder"]
     derived_and_equal = ["bitfit", "layernorm", "attention", "adaptformer"]
     for row in stated_and_equal + derived_and_equal:
         assert records[row]["matches_print"] and records[row]["delta_encoder"] == 0, row

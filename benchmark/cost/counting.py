@@ -25,17 +25,30 @@ from fvcore.nn.jit_handles import (
     bmm_flop_jit,
     conv_flop_jit,
     einsum_flop_jit,
+    get_shape,
     linear_flop_jit,
     matmul_flop_jit,
 )
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+import methods
 from benchmark.io import read_json_object, read_or_discard, write_json
 
 GFLOPS_CONVENTION = "GFLOPs = 2 x MACs / 1e9 for one image, eval mode, merged model (as the paper counts)"
 FVCORE = "fvcore"
 FLOP_COUNTER_MODE = "torch FlopCounterMode"
+
+
+def _four_bit_matmul(inputs: list, outputs: list) -> int:
+    """bitsandbytes' 4-bit product (QLoRA's frozen layers): x (..., in) times the dequantized
+    weight, the MACs of the linear layer it stands for."""
+    rows = 1
+    for size in get_shape(inputs[0]):
+        rows *= size
+    return rows * get_shape(outputs[0])[-1]
+
+
 # fvcore's handles for multiply-accumulate ops; its other defaults (norms, interpolation, pooling)
 # count element-wise work and are left out.
 _FVCORE_MAC_HANDLES = {
@@ -46,10 +59,12 @@ _FVCORE_MAC_HANDLES = {
     "aten::linear": linear_flop_jit,
     "aten::matmul": matmul_flop_jit,
     "aten::mm": matmul_flop_jit,
+    "bitsandbytes::gemm_4bit": _four_bit_matmul,
+    "bitsandbytes::gemv_4bit": _four_bit_matmul,
 }
 # Ops that carry MACs (baddbmm, conv2d, scaled_dot_product_attention, ...): one of them left
 # uncounted by fvcore means its total is too low. Not matched: upsample_bilinear2d and the like.
-_MAC_OP = re.compile(r"aten::_?(\w*mm|matmul|linear|einsum|conv\w*|\w*attention\w*)_?")
+_MAC_OP = re.compile(r"aten::_?(\w*mm|matmul|linear|einsum|conv\w*|\w*attention\w*)_?|bitsandbytes::\w*(gemm|gemv)\w*")
 
 
 def _attention_flops(query_shape: torch.Size, key_shape: torch.Size, value_shape: torch.Size, *args: object,
@@ -63,7 +78,7 @@ _CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _a
 
 def parameter_count(model: nn.Module) -> int:
     """Every parameter, trainable or not, each shared tensor once."""
-    return sum(p.numel() for p in model.parameters())
+    return sum(methods.parameter_numel(p) for p in model.parameters())
 
 
 def _fvcore_macs(model: nn.Module, image: torch.Tensor) -> float | None:

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
 import methods
@@ -143,3 +144,24 @@ def trainable_share(model: nn.Module, text_encoder: str | None) -> dict[str, flo
                         "pct_model: every parameter of the model; no text encoder (none is configured), "
                         "so no pct_with_text",
     }
+
+
+def _stored_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor holds, with a 4-bit weight's quantization state (scales, code book)."""
+    state = getattr(tensor, "quant_state", None) if getattr(tensor, "bnb_quantized", False) else None
+    extra = 0 if state is None else sum(t.numel() * t.element_size() for t in state.as_dict(packed=True).values()
+                                        if isinstance(t, torch.Tensor))
+    return tensor.numel() * tensor.element_size() + extra
+
+
+def encoder_megabytes(model: nn.Module) -> dict[str, float] | None:
+    """The frozen image encoder's parameters and buffers as stored and as float32 would store them
+    (QLoRA keeps its block linears in 4 bits); None for a model without an image encoder."""
+    encoder = getattr(model, "image_encoder", None)
+    if encoder is None:
+        return None
+    tensors = [*encoder.parameters(), *encoder.buffers()]
+    stored = sum(_stored_bytes(t) for t in tensors)
+    float32 = sum(4 * (methods.parameter_numel(t) if isinstance(t, nn.Parameter) else t.numel()) for t in tensors)
+    return {"as_stored": round(stored / 2**20, 2), "at_float32": round(float32 / 2**20, 2)}
+

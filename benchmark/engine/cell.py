@@ -21,7 +21,7 @@ from methods import svd_cache
 from benchmark.grid import Cell, backbone_spec, entry_id, expand_cells, fingerprint
 from benchmark.cost.counting import GFLOPS_CONVENTION, cached_gflops
 from benchmark.cost.measure import RunMeter, measured_cost
-from benchmark.cost.training import cached_training_cost, trainable_share
+from benchmark.cost.training import cached_training_cost, encoder_megabytes, trainable_share
 from benchmark.data.dataset import VesselDataset, split_pairs
 from benchmark.data.layout import DatasetError
 from benchmark.data.sources import data_label, load_pairs
@@ -192,6 +192,7 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path, gp
     # channels-last convolutions: about 10% faster LiteMedSAM steps on a CPU (TinyViT's MBConv stages)
     model = built.model.to(device, memory_format=torch.channels_last)
     share = trainable_share(model, backbone_spec(config, cell.backbone).get("text_encoder") if cell.backbone else None)
+    encoder_size = encoder_megabytes(model)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp"):  # half a write of a killed run (benchmark.io.atomic_write); never read
         stale.unlink()
@@ -235,7 +236,8 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path, gp
         "seed": cell.seed,
         "params": {"trainable": share["trainable"], "total": share["total"], "trainable_pct": share["pct_model"],
                    "trainable_pct_with_text_encoder": share["pct_with_text"],
-                   "text_encoder_parameters": share["text_encoder_parameters"], "denominator": share["denominators"]},
+                   "text_encoder_parameters": share["text_encoder_parameters"], "denominator": share["denominators"],
+                   "image_encoder_megabytes": encoder_size},
         "trained": {"adapted_modules": len(built.adapted), "extra_trainable": built.extra_trainable,
                     "epochs": len(log), "final_loss": log[-1]["loss"] if log else None,
                     "selection": SELECTION[train_cfg["selection"]] if sets["val"] is not None else
