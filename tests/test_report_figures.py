@@ -71,3 +71,20 @@ def test_curves_have_one_loss_line_per_trained_row_and_say_when_nothing_is_valid
     last = make_grid(tmp_path, train={"epochs": 2, "selection": "last"})
     fig = curves_figure(last, summaries)
     assert not fig.axes[1].get_lines() and "train.selection: last" in fig.axes[1].texts[0].get_text()
+
+
+def test_a_narrow_figure_keeps_its_title_caption_and_key_inside_and_apart(tmp_path):
+    """One PEFT row (four panel columns): the title and the caption wrap to the figure's width, and
+    the colour key sits above the caption, not on it."""
+    config = make_grid(tmp_path, baselines=[], methods=[{"name": "lora", "rank": 4}])
+    fig = qualitative_figure(config, populate(config))
+    renderer = fig.canvas.get_renderer()
+    width = fig.bbox.width
+    title, caption = fig._suptitle, fig.texts[-1]
+    assert caption.get_text().startswith("Weights:")
+    for text in (title, caption):
+        box = text.get_window_extent(renderer)
+        assert 0 <= box.x0 and box.x1 <= width, text.get_text()[:40]
+    key = fig.legends[0].get_window_extent(renderer)
+    assert key.y0 >= caption.get_window_extent(renderer).y1  # above the caption
+    assert all(key.y1 <= panel.get_position().y0 * fig.bbox.height for panel in fig.axes)  # below the panels

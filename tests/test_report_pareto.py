@@ -45,3 +45,10 @@ def test_accelerator_memory_is_used_when_every_row_measured_it(tmp_path):
     ours, accelerator = points(summaries)
     assert accelerator and {p.memory for p in ours} == {2000.5}
     assert "accelerator peak reserved" in pareto_figure(config, summaries).axes[1].get_xlabel()
+
+
+def test_the_percent_axis_has_ticks_even_within_one_decade():
+    from benchmark.report.pareto import percent_ticks
+
+    assert percent_ticks((1.1, 2.4), [1.2, 2.3]) == [1.2, 2.0, 2.3]  # only 2 falls on 1-2-5: ends added
+    assert percent_ticks((0.0, 60.0), [0.02, 50.0]) == [0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0]

@@ -4,6 +4,7 @@ the grid maps a row to them."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -100,7 +101,7 @@ def ablation_figure(config: dict, summaries: list[dict]) -> Figure:
                 ys.append(mean)
                 sizes.append(area_per_pct * float(cells[0]["params"]["trainable_pct"]))
         ax.scatter(xs, ys, s=sizes, color=colours[index], alpha=0.55, edgecolors="black", linewidths=0.6,
-                   label=label, gid=f"ours:{name}")
+                   label=textwrap.fill(label, 24), gid=f"ours:{name}")
     if published:
         keys = list(peft)
         drive = [name for name, column in paper_section(config)[0].items() if column == ABLATION_DATASET]
@@ -121,14 +122,17 @@ def ablation_figure(config: dict, summaries: list[dict]) -> Figure:
     ax.set_xlabel("rank combination")
     ax.set_title(f"Dice per rank combination, bubble area ∝ % trainable (grid {config.get('name', 'grid')})")
     ax.grid(axis="y", alpha=0.3)
+    ax.margins(y=0.18)  # autoscaling sees bubble centres only; room for the largest bubble's radius
     first = ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="dataset")
     for handle in first.legend_handles:
         handle.set_sizes([60.0])
     ax.add_artist(first)
+    bubble = math.sqrt(MAX_AREA) / 8  # the largest bubble's diameter in font sizes (8 pt): room for it in the key
     ax.legend(handles=_size_legend(max(pcts, default=1.0), area_per_pct), loc="lower left",
-              bbox_to_anchor=(1.02, 0.0), fontsize=8, labelspacing=2.0, borderpad=1.2, title="bubble area")
+              bbox_to_anchor=(1.02, 0.0), fontsize=8, labelspacing=0.8 * bubble, borderpad=0.6 * bubble,
+              handlelength=bubble, handletextpad=0.4 * bubble, title="bubble area")
     provenance_caption(fig, distinct([cell["weights"] for cells in peft.values() for cell in cells]) or "–",
-                       distinct([s["dataset"]["data"] for s in summaries]), 160, fontsize=7)
+                       distinct([s["dataset"]["data"] for s in summaries]), fontsize=7)
     return fig
 
 

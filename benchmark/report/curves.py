@@ -96,8 +96,8 @@ def curves_figure(config: dict, summaries: list[dict]) -> Figure:
     seeds = sorted({s["seed"] for s in summaries})
     fig.suptitle(f"Training curves (grid {config.get('name', 'grid')}; "
                  f"{'mean over seeds ' + str(seeds) if len(seeds) > 1 else 'seed ' + str(seeds[0])})", fontsize=10)
-    provenance_caption(fig, distinct([s["weights"] for cells in rows.values() for s in cells]) or "–", None, 180)
-    fig.tight_layout(rect=(0.0, 0.04, 0.79, 0.96))
+    caption = provenance_caption(fig, distinct([s["weights"] for cells in rows.values() for s in cells]) or "–", None)
+    fig.tight_layout(rect=(0.0, caption, 0.79, 0.96))
     return fig
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter
 
 from benchmark.paper.mapping import paper_section
 from benchmark.paper.published import GROUP_TOTAL_M, PublishedRow, lookup
@@ -33,6 +34,18 @@ class Point:
     pct: float
     memory: float | None
     device: str
+
+
+def percent_ticks(limits: tuple[float, float], values: list[float]) -> list[float]:
+    """1, 2 and 5 times each power of ten (and 0) inside the axis limits, and where that gives fewer
+    than three, the smallest and largest value to two digits: readable ticks on the symmetric log
+    axis even when every row lies within one decade."""
+    lo, hi = limits
+    candidates = [0.0, 0.05] + [m * 10.0 ** k for k in range(-1, 3) for m in (1, 2, 5)]  # linear below 0.1
+    ticks = [value for value in candidates if lo <= value <= hi]
+    if len(ticks) < 3 and values:
+        ticks += [float(f"{min(values):.2g}"), float(f"{max(values):.2g}")]
+    return sorted(set(ticks))
 
 
 def _label(cells: list[dict], several_backbones: bool, datasets: int) -> str:
@@ -124,6 +137,8 @@ def pareto_figure(config: dict, summaries: list[dict]) -> Figure:
             left.scatter([_published_pct(row)], [_published_dice(row)], s=90, marker=markers[point.key],
                          facecolors="none", edgecolors=colours[point.key], linewidths=1.8, zorder=2, gid="published")
     left.set_xscale("symlog", linthresh=0.1)
+    left.xaxis.set_major_locator(FixedLocator(percent_ticks(left.get_xlim(), [p.pct for p in ours])))
+    left.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
     left.set_xlabel("% trainable parameters (of the model)\nsymmetric log scale, linear below 0.1%")
     memory_kind = "accelerator peak reserved memory, MB" if accelerator else "host peak RSS, MB (no accelerator measured)"
     right.set_xlabel(f"{memory_kind}\nmean over the row's cells")
@@ -142,7 +157,7 @@ def pareto_figure(config: dict, summaries: list[dict]) -> Figure:
     fig.suptitle(f"Accuracy against cost per row (grid {config.get('name', 'grid')})")
     weights = distinct([s["weights"] for s in summaries])
     data = distinct([s["dataset"]["data"] for s in summaries])
-    provenance_caption(fig, weights, data, 170, fontsize=7)
+    provenance_caption(fig, weights, data, fontsize=7)
     return fig
 
 

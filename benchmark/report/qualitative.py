@@ -17,7 +17,7 @@ from benchmark.data.dataset import VesselDataset, split_pairs
 from benchmark.data.layout import load_image
 from benchmark.data.sources import load_pairs
 from benchmark.predictions import PREDICTIONS, read_predictions
-from benchmark.report.pictures import provenance_caption, save_png
+from benchmark.report.pictures import LINE_SPACING, fitted, provenance_caption, save_png, text_height
 from benchmark.report.rows import distinct, on_dataset, row_label, seed_stats, table_order
 
 TRUE_POSITIVE, FALSE_NEGATIVE, FALSE_POSITIVE = (1.0, 1.0, 1.0), (0.9, 0.1, 0.1), (0.0, 0.8, 1.0)
@@ -106,15 +106,18 @@ def qualitative_figure(config: dict, summaries: list[dict]) -> Figure:
             if line == 0:
                 panel.set_title(_wrapped(titles[column]), fontsize=8)
 
-    fig.suptitle(f"Test predictions against the ground truth (grid {config.get('name', 'grid')}): "
-                 + RULE.format(seed=seed), fontsize=9)
+    title = fitted(fig, f"Test predictions against the ground truth (grid {config.get('name', 'grid')}): "
+                   + RULE.format(seed=seed), 9)
+    fig.suptitle(title, fontsize=9)
+    caption = provenance_caption(fig, distinct([s["weights"] for s in summaries]),
+                                 distinct([s["dataset"]["data"] for s in summaries]))
+    wide = fig.get_figwidth() >= 7.5  # the three entries side by side need about 7 inches
     fig.legend(handles=[Patch(facecolor=TRUE_POSITIVE, edgecolor="black", label="true positive"),
                         Patch(facecolor=FALSE_NEGATIVE, label="false negative (missed vessel)"),
                         Patch(facecolor=FALSE_POSITIVE, label="false positive")],
-               loc="lower right", ncols=3, fontsize=8, frameon=False, bbox_to_anchor=(1.0, 0.0))
-    provenance_caption(fig, distinct([s["weights"] for s in summaries]),
-                       distinct([s["dataset"]["data"] for s in summaries]), 150)
-    fig.tight_layout(rect=(0.0, 0.06, 1.0, 0.94))
+               loc="lower center", ncols=3 if wide else 1, fontsize=8, frameon=False, bbox_to_anchor=(0.5, caption))
+    legend = (1 if wide else 3) * 8 * LINE_SPACING * 1.4 / 72 / fig.get_figheight()
+    fig.tight_layout(rect=(0.0, caption + legend, 1.0, 1.0 - text_height(fig, title, 9) - 0.01))
     return fig
 
 
