@@ -54,6 +54,8 @@ def main(argv: list[str]) -> None:
     seconds: dict[bool, list[float]] = {True: [], False: []}
     steps: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
+        # one untimed epoch first: the first epoch pays for allocations and caches whichever side it is on
+        train(model, train_set, cfg, Path(scratch) / "warm-up", cell.seed, device, "overhead", None)
         for index in range(2 * args.rounds):
             sampling = (index % 2 == 0) == (index // 2 % 2 == 0)  # on/off, then off/on: neither always first
             meter = RunMeter.for_device(device)
