@@ -51,4 +51,5 @@ def test_the_percent_axis_has_ticks_even_within_one_decade():
     from benchmark.report.pareto import percent_ticks
 
     assert percent_ticks((1.1, 2.4), [1.2, 2.3]) == [1.2, 2.0, 2.3]  # only 2 falls on 1-2-5: ends added
-    assert percent_ticks((0.0, 60.0), [0.02, 50.0]) == [0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0]
+    assert percent_ticks((0.0, 120.0), [0.02, 100.0]) == [0.0, 0.1, 1.0, 10.0, 100.0]  # wide: decades only
+    assert percent_ticks((0.3, 4.0), [0.4, 3.5]) == [0.5, 1.0, 2.0]

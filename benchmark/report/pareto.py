@@ -37,12 +37,14 @@ class Point:
 
 
 def percent_ticks(limits: tuple[float, float], values: list[float]) -> list[float]:
-    """1, 2 and 5 times each power of ten (and 0) inside the axis limits, and where that gives fewer
-    than three, the smallest and largest value to two digits: readable ticks on the symmetric log
-    axis even when every row lies within one decade."""
+    """Readable ticks on the symmetric log axis (linear below 0.1%): 0 and the powers of ten inside
+    the limits; where that gives fewer than three, 2 and 5 times them too; and where still fewer,
+    the smallest and largest value to two digits, so a grid within one decade has ticks as well."""
     lo, hi = limits
-    candidates = [0.0, 0.05] + [m * 10.0 ** k for k in range(-1, 3) for m in (1, 2, 5)]  # linear below 0.1
-    ticks = [value for value in candidates if lo <= value <= hi]
+    ticks = [value for value in [0.0] + [10.0 ** k for k in range(-1, 3)] if lo <= value <= hi]
+    if len(ticks) < 3:
+        candidates = [0.0] + [m * 10.0 ** k for k in range(-1, 3) for m in (1, 2, 5)]
+        ticks = [value for value in candidates if lo <= value <= hi]
     if len(ticks) < 3 and values:
         ticks += [float(f"{min(values):.2g}"), float(f"{max(values):.2g}")]
     return sorted(set(ticks))
