@@ -58,9 +58,12 @@ def test_paper_smoke_runs_the_papers_path_to_table1(tmp_path):
     assert [row["Model"] for row in table] == list(ROWS.values())
     assert all(0.0 <= float(row["CHASE_DB1 Dice"]) <= 1.0 for row in table)
     published = _csv(figures / "vs_published.csv")
-    assert {row["row"] for row in published} == {"unet", "sam_vit_b/sam_zero_shot", "sam_vit_b/svd",
-                                                 "sam_vit_b/lora_r4", "sam_vit_b/salt_r4"}
-    assert all(row["comparable"].startswith("no") for row in published if row["dataset"])
+    compared = [row for row in published if row["status"] == "compared"]  # the others: published rows not run
+    assert {row["row"] for row in compared} == {"unet", "sam_vit_b/sam_zero_shot", "sam_vit_b/svd",
+                                                "sam_vit_b/lora_r4", "sam_vit_b/salt_r4"}
+    assert {row["published_row"] for row in published if row["status"] == "not run by this grid"} >= {"table1/salt_r256"}
+    # CHASE_DB1 against DRIVE, random weights: no score compares; U-Net's count is its architecture's and may
+    assert all(row["comparable"].startswith("not comparable") for row in compared if row["metric"] in ("Dice", "HD95"))
     assert len(_csv(figures / "cost.csv")) == len(ROWS)
     for name in ("qualitative.png", "training_curves.png"):
         assert (figures / name).stat().st_size > 10_000
