@@ -16,7 +16,7 @@ from benchmark.grid import ConfigError
 from methods import qlora
 from methods.qlora import QLoRALayer
 from tests.conftest import tiny_grid
-from tests.test_methods import COMPONENTS, toy, toy_input
+from tests.test_methods import COMPONENTS, Toy, toy, toy_input
 
 SPEC = {"name": "qlora", "rank": 4, "lora_alpha": 8, "targets": ["attn.qkv", "mlp"]}
 
@@ -91,9 +91,10 @@ def test_qlora_is_evaluated_unmerged_and_says_so():
 
 def test_the_encoder_memory_is_reported_as_stored_and_at_float32():
     holder = nn.Module()
-    holder.image_encoder = toy()
+    holder.image_encoder = Toy(dim=128)  # 1 MB of block linears: the sizes survive rounding to 0.01 MB
+    holder.image_encoder.register_buffer("index_table", torch.arange(50_000))  # int64, as TinyViT's bias indices
     plain = encoder_megabytes(holder)
-    assert plain["as_stored"] == plain["at_float32"]
+    assert plain["as_stored"] == plain["at_float32"]  # a float32 model with integer buffers: nothing to save
     methods.apply_method(holder.image_encoder, {**SPEC, "targets": ["attn.qkv"]}, COMPONENTS)
     holder.image_encoder.requires_grad_(False)  # only the sizes matter here
     quantized = encoder_megabytes(holder)

@@ -162,6 +162,8 @@ def encoder_megabytes(model: nn.Module) -> dict[str, float] | None:
         return None
     tensors = [*encoder.parameters(), *encoder.buffers()]
     stored = sum(_stored_bytes(t) for t in tensors)
-    float32 = sum(4 * (methods.parameter_numel(t) if isinstance(t, nn.Parameter) else t.numel()) for t in tensors)
+    # a 4-bit weight is a float weight stored otherwise; integer buffers (index tables) keep their size
+    float32 = sum(4 * methods.parameter_numel(t) if getattr(t, "bnb_quantized", False) or t.is_floating_point()
+                  else t.numel() * t.element_size() for t in tensors)
     return {"as_stored": round(stored / 2**20, 2), "at_float32": round(float32 / 2**20, 2)}
 
