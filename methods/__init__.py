@@ -157,10 +157,16 @@ def adapter_state_dict(model: nn.Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def quant_state(tensor: Tensor) -> object | None:
+    """The quantization state of a 4-bit quantized weight (bitsandbytes Params4bit, QLoRA): its
+    shape, scales and code book; None for any other tensor."""
+    return getattr(tensor, "quant_state", None) if getattr(tensor, "bnb_quantized", False) else None
+
+
 def parameter_numel(parameter: Tensor) -> int:
-    """The parameter's count of weights: a 4-bit quantized weight (bitsandbytes Params4bit, QLoRA)
-    packs two weights per byte, so its tensor's numel is half; its quant state keeps the shape."""
-    state = getattr(parameter, "quant_state", None) if getattr(parameter, "bnb_quantized", False) else None
+    """The parameter's count of weights: a 4-bit weight packs two weights per byte, so its tensor's
+    numel is half; its quant state keeps the shape."""
+    state = quant_state(parameter)
     return parameter.numel() if state is None else state.shape.numel()
 
 

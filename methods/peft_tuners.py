@@ -138,26 +138,39 @@ class PeftLayer(AdaptedLayer):
 HPARAMS: dict[str, object] = {"targets": list(DEFAULT_TARGETS), "blocks": None, "tuner": "lora"}
 
 
-def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
-    """Inject the tuner into a holder of the targeted layers, then swap the wrapped layers into the model."""
-    hparams = resolve_hparams(METHOD, spec)
-    tuner, targets, blocks = str(hparams.pop("tuner")).lower(), hparams.pop("targets"), hparams.pop("blocks")
-    matched = match_targets(model, components, targets, blocks)
+def inject(model: nn.Module, names: list[str], tuner: str, hparams: dict, loaded_in_4bit: bool = False
+           ) -> tuple[dict[str, BaseTunerLayer], object]:
+    """peft's tuner model for `tuner` injected into a holder of the layers `names` (the same layer
+    objects under new names); the model itself is untouched. Returns {name: peft layer} and the
+    tuner's config. `loaded_in_4bit` makes peft dispatch its layers for bitsandbytes 4-bit bases,
+    as for a 4-bit transformers model (QLoRA)."""
     holder = nn.Module()
-    slots = {name: f"layer{index}" for index, name in enumerate(matched)}
+    holder.is_loaded_in_4bit = loaded_in_4bit
+    slots = {name: f"layer{index}" for index, name in enumerate(names)}
     for name, slot in slots.items():
         holder.add_module(slot, model.get_submodule(name))
     try:
         config = _config_class(tuner)(target_modules=list(slots.values()), **hparams)
         PEFT_TYPE_TO_TUNER_MAPPING[tuner.upper()](holder, config, ADAPTER)
     except (ValueError, TypeError) as error:
-        raise ValueError(f"method 'peft', tuner {tuner!r} on {', '.join(targets)}: peft says: {error}") from None
-    layers: dict[str, PeftLayer] = {}
-    for name, slot in slots.items():
-        tuned = holder.get_submodule(slot)
-        if not isinstance(tuned, BaseTunerLayer):
-            raise ValueError(f"method 'peft': tuner {tuner!r} left {name} ({type(tuned).__name__}) without a peft layer")
-        layers[name] = PeftLayer(tuned, tuner, layer_name=name)
+        raise ValueError(f"peft says: {error}") from None
+    tuned = {name: holder.get_submodule(slot) for name, slot in slots.items()}
+    for name, layer in tuned.items():
+        if not isinstance(layer, BaseTunerLayer):
+            raise ValueError(f"peft left {name} ({type(layer).__name__}) without a peft layer")
+    return tuned, config
+
+
+def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
+    """Inject the tuner into a holder of the targeted layers, then swap the wrapped layers into the model."""
+    hparams = resolve_hparams(METHOD, spec)
+    tuner, targets, blocks = str(hparams.pop("tuner")).lower(), hparams.pop("targets"), hparams.pop("blocks")
+    matched = match_targets(model, components, targets, blocks)
+    try:
+        tuned, config = inject(model, list(matched), tuner, hparams)
+    except ValueError as error:
+        raise ValueError(f"method 'peft', tuner {tuner!r} on {', '.join(targets)}: {error}") from None
+    layers = {name: PeftLayer(layer, tuner, layer_name=name) for name, layer in tuned.items()}
     if tuner == "adalora":
         scale = config.orth_reg_weight / (2 * len(layers))
         for layer in layers.values():

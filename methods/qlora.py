@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from methods.base import DEFAULT_TARGETS, Method, adapt, encoder_blocks, match_targets, replace_modules, resolve_hparams
-from methods.peft_tuners import ADAPTER, PeftLayer
+from methods.peft_tuners import ADAPTER, PeftLayer, inject
 
 QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -121,8 +121,6 @@ HPARAMS: dict[str, object] = {
 
 def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]:
     hparams = resolve_hparams(METHOD, spec)
-    from peft.tuners.lora import LoraConfig, LoraModel
-
     rank, quant_type = hparams["rank"], hparams["quant_type"]
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"method 'qlora': rank must be a positive integer, got {rank!r}")
@@ -132,15 +130,10 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
         raise ValueError(f"method 'qlora': compute_dtype must be one of {list(COMPUTE_DTYPES)}, got {hparams['compute_dtype']!r}")
     matched = match_targets(model, components, hparams["targets"], hparams["blocks"])  # names checked before any change
     quantize_encoder(model, components, quant_type, bool(hparams["double_quant"]), COMPUTE_DTYPES[hparams["compute_dtype"]])
-    holder = nn.Module()
-    holder.is_loaded_in_4bit = True  # peft then dispatches its 4-bit LoRA layer, as for a 4-bit transformers model
-    slots = {name: f"layer{index}" for index, name in enumerate(matched)}
-    for name, slot in slots.items():
-        holder.add_module(slot, model.get_submodule(name))
     alpha = rank if hparams["lora_alpha"] is None else hparams["lora_alpha"]
-    LoraModel(holder, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=hparams["lora_dropout"],
-                                 target_modules=list(slots.values())), ADAPTER)
-    layers = {name: QLoRALayer(holder.get_submodule(slot), layer_name=name) for name, slot in slots.items()}
+    tuned, _ = inject(model, list(matched), "lora", {"r": rank, "lora_alpha": alpha, "lora_dropout": hparams["lora_dropout"]},
+                      loaded_in_4bit=True)
+    layers = {name: QLoRALayer(layer, layer_name=name) for name, layer in tuned.items()}
     return adapt(model, components, hparams["targets"], lambda name, component, module: layers[name], hparams["blocks"])
 
 

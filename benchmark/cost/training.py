@@ -148,7 +148,7 @@ def trainable_share(model: nn.Module, text_encoder: str | None) -> dict[str, flo
 
 def _stored_bytes(tensor: torch.Tensor) -> int:
     """Bytes a tensor holds, with a 4-bit weight's quantization state (scales, code book)."""
-    state = getattr(tensor, "quant_state", None) if getattr(tensor, "bnb_quantized", False) else None
+    state = methods.quant_state(tensor)
     extra = 0 if state is None else sum(t.numel() * t.element_size() for t in state.as_dict(packed=True).values()
                                         if isinstance(t, torch.Tensor))
     return tensor.numel() * tensor.element_size() + extra
@@ -163,7 +163,7 @@ def encoder_megabytes(model: nn.Module) -> dict[str, float] | None:
     tensors = [*encoder.parameters(), *encoder.buffers()]
     stored = sum(_stored_bytes(t) for t in tensors)
     # a 4-bit weight is a float weight stored otherwise; integer buffers (index tables) keep their size
-    float32 = sum(4 * methods.parameter_numel(t) if getattr(t, "bnb_quantized", False) or t.is_floating_point()
+    float32 = sum(4 * methods.parameter_numel(t) if methods.quant_state(t) is not None or t.is_floating_point()
                   else t.numel() * t.element_size() for t in tensors)
     return {"as_stored": round(stored / 2**20, 2), "at_float32": round(float32 / 2**20, 2)}
 
