@@ -1,14 +1,15 @@
 # `make run`: install into .venv (once) and run the embedded default grid.
-# `make test`: install into .venv (once) and run the test suite.
+# `make test`: install into .venv (once), build the docs with --strict (a broken link fails) and run the test suite.
 # `make test-slow`: the heavier tests (marked slow: real backbones, whole CHASE_DB1 cells).
-# `make test-slurm`: a tiny grid on a real one-node SLURM cluster on loopback (root; README "Running on a SLURM cluster").
+# `make test-slurm`: a tiny grid on a real one-node SLURM cluster on loopback (root; docs/running.md "Running on a SLURM cluster").
+# `make docs`: build the documentation site (docs/, mkdocs.yml) into site/.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.saltbench-installed
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test test-slow test-slurm install clean-results
+.PHONY: run test test-slow test-slurm docs install clean-results
 
 install: $(STAMP)
 
@@ -22,7 +23,9 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 1 --resources gpu=1 --rerun-incomplete
 
+# no --quiet for mkdocs: it hides the warnings that --strict turns into a failure
 test: $(STAMP)
+	d=$$(mktemp -d); $(BIN)/mkdocs build --strict --site-dir $$d; rc=$$?; rm -rf $$d; exit $$rc
 	HF_HUB_OFFLINE=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 test-slow: $(STAMP)
@@ -33,6 +36,9 @@ test-slow: $(STAMP)
 test-slurm: $(STAMP)
 	SAM2_BUILD_CUDA=0 $(PIP) --no-build-isolation -e ".[test,slurm]"
 	HF_HUB_OFFLINE=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m slurm -s -v tests/slurm
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean-results:
 	rm -rf results/cells results/datasets results/logs results/grids figures/table1.*
