@@ -10,6 +10,8 @@ from typing import Callable
 
 from torch import nn
 
+from benchmark.registry import Registry
+
 
 @dataclass(frozen=True)
 class Baseline:
@@ -22,25 +24,16 @@ class Baseline:
     build: Callable[[dict, int], nn.Module]
 
 
-REGISTRY: dict[str, Baseline] = {}
-
-
-class UnknownBaselineError(KeyError, ValueError):
-    def __str__(self) -> str:
-        return str(self.args[0])
+REGISTRY: Registry[Baseline] = Registry("baseline")
 
 
 def register(baseline: Baseline) -> Baseline:
-    if baseline.name in REGISTRY and REGISTRY[baseline.name] is not baseline:
-        raise ValueError(f"a different baseline is already registered as {baseline.name!r}")
-    REGISTRY[baseline.name] = baseline
-    return baseline
+    return REGISTRY.register(baseline.name, baseline)
 
 
 def get_baseline(name: str) -> Baseline:
-    if name not in REGISTRY:
-        raise UnknownBaselineError(f"unknown baseline {name!r}; known baselines: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
+    """The baseline a config names; UnknownNameError listing the known baselines otherwise."""
+    return REGISTRY.lookup(name)
 
 
 def build_baseline(name: str, hparams: dict, input_size: int) -> nn.Module:

@@ -25,7 +25,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from benchmark.grid import ROW_KEYS, ConfigError, entry_id
+from benchmark.errors import ConfigError
+from benchmark.grid import ROW_KEYS, entry_id
+
 
 # Where each dataset kind is published (docs/datasets.md has the layout each reader expects).
 DATASET_SOURCES = {

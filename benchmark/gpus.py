@@ -18,11 +18,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.io import Busy, exclusive
-
-
-class NoFreeGpu(RuntimeError):
-    """Every slot of every visible GPU is held by another cell or busy with another program."""
+from benchmark.errors import Busy, NoFreeGpu
+from benchmark.io import exclusive
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from benchmark.errors import Busy
+
 T = TypeVar("T")
 
 
@@ -56,10 +58,6 @@ def read_or_discard(path: Path, read: Callable[[Path], T], what: str) -> T | Non
         print(f"{path}: unreadable {what} ({type(error).__name__}: {error}); discarded, recomputing", flush=True)
         path.unlink(missing_ok=True)
         return None
-
-
-class Busy(RuntimeError):
-    """Another live process holds the lock."""
 
 
 @contextmanager

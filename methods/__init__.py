@@ -4,7 +4,8 @@ A method is a `Method(...)` registered from one of three places: a module of thi
 defines `METHOD` (found on import, so a new built-in is one dropped-in file); an installed
 package exposing it under the entry-point group "saltbench.methods"; or a module / .py file
 listed in the environment variable SALTBENCH_PLUGINS, which reaches Snakemake's jobs without
-installing anything. The model-level helpers below work for every method.
+installing anything. The model-level helpers below work for every method; counting parameters is
+benchmark.cost.parameters'.
 """
 from __future__ import annotations
 
@@ -22,39 +23,26 @@ from types import ModuleType
 import torch
 from torch import Tensor, nn
 
+from benchmark.registry import Registry
 from methods.base import DEFAULT_TARGETS, AdaptedLayer, Method, matrix_to_weight, replace_modules, weight_matrix
 
 ENTRY_POINT_GROUP = "saltbench.methods"
 PLUGINS_ENV = "SALTBENCH_PLUGINS"
-OTHER = "other"
 _NOT_METHODS = {"base", "svd_cache"}
 
-REGISTRY: dict[str, Method] = {}
-
-
-class UnknownMethodError(KeyError, ValueError):
-    """A method name nobody registered; the message lists the known ones."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+REGISTRY: Registry[Method] = Registry("method")
 
 
 def register(method: Method) -> Method:
     """Add a method; a second, different method under a taken name is an error, not an override."""
     if not isinstance(method, Method):
         raise TypeError(f"register() expects a methods.Method, got {type(method).__name__}")
-    known = REGISTRY.get(method.name)
-    if known is not None and known is not method:
-        raise ValueError(f"a different method is already registered as {method.name!r}")
-    REGISTRY[method.name] = method
-    return method
+    return REGISTRY.register(method.name, method)
 
 
 def get_method(name: str) -> Method:
-    try:
-        return REGISTRY[name]
-    except (KeyError, TypeError):
-        raise UnknownMethodError(f"unknown method {name!r}; known methods: {', '.join(sorted(REGISTRY))}") from None
+    """The method a config names; UnknownNameError listing the known methods otherwise."""
+    return REGISTRY.lookup(name)
 
 
 def _register_package_modules() -> None:
@@ -157,50 +145,6 @@ def adapter_state_dict(model: nn.Module) -> dict[str, Tensor]:
     return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def quant_state(tensor: Tensor) -> object | None:
-    """The quantization state of a 4-bit quantized weight (bitsandbytes Params4bit, QLoRA): its
-    shape, scales and code book; None for any other tensor."""
-    return getattr(tensor, "quant_state", None) if getattr(tensor, "bnb_quantized", False) else None
-
-
-def parameter_numel(parameter: Tensor) -> int:
-    """The parameter's count of weights: a 4-bit weight packs two weights per byte, so its tensor's
-    numel is half; its quant state keeps the shape."""
-    state = quant_state(parameter)
-    return parameter.numel() if state is None else state.shape.numel()
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts; SVD buffers are not parameters and are not counted."""
-    parameters = list(model.parameters())
-    return (sum(parameter_numel(p) for p in parameters if p.requires_grad),
-            sum(parameter_numel(p) for p in parameters))
-
-
-def count_by_component(model: nn.Module, components: Mapping[str, str]) -> dict[str, int]:
-    """Trainable parameters per backbone component, in `components` order, plus OTHER ("other")
-    for trainable parameters outside every component (norms, TAL, ...).
-
-    A parameter belongs to the component whose pattern fully matches its module or the nearest
-    enclosing module, so adapter tensors count where their adapted layer sits.
-    """
-    patterns = {name: re.compile(pattern) for name, pattern in components.items()}
-
-    def owner(module: str) -> str:
-        while module:
-            for component, pattern in patterns.items():
-                if pattern.fullmatch(module):
-                    return component
-            module = module.rpartition(".")[0]
-        return OTHER
-
-    counts = dict.fromkeys([*components, OTHER], 0)
-    for name, parameter in model.named_parameters():
-        if parameter.requires_grad:
-            counts[owner(name.rpartition(".")[0])] += parameter.numel()
-    return counts
-
-
 _register_package_modules()
 load_entry_points()
 load_plugins()
@@ -208,17 +152,13 @@ load_plugins()
 __all__ = [
     "DEFAULT_TARGETS",
     "ENTRY_POINT_GROUP",
-    "OTHER",
     "PLUGINS_ENV",
     "REGISTRY",
     "AdaptedLayer",
     "Method",
-    "UnknownMethodError",
     "adapted_layers",
     "adapter_state_dict",
     "apply_method",
-    "count_by_component",
-    "count_parameters",
     "get_method",
     "load_entry_points",
     "load_plugins",

@@ -6,7 +6,9 @@ import yaml
 
 from benchmark.config import validate
 
-from benchmark.grid import ConfigError, expand_cells
+from benchmark.errors import ConfigError
+from benchmark.grid import expand_cells
+
 from tests.conftest import tiny_grid
 
 

@@ -9,7 +9,7 @@ import yaml
 
 from benchmark.config import load_config, resolve_extends, validate
 from benchmark.data.sources import data_label
-from benchmark.grid import ConfigError
+from benchmark.errors import ConfigError
 from tests.conftest import tiny_grid
 
 REPO = Path(__file__).resolve().parents[1]

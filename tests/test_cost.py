@@ -10,6 +10,7 @@ from torch import nn
 import methods
 from benchmark import cli
 from benchmark.cost.counting import gflops_per_image
+from benchmark.cost.parameters import count_parameters
 from benchmark.cost.training import cached_training_cost, svd_flops, svd_gflops, trainable_share, training_cost
 from benchmark.cost.paper_gflops import PUBLISHED, paper_style_salt, paper_style_svd, readings
 
@@ -129,7 +130,7 @@ def test_methods_of_one_architecture_share_the_merged_count(tmp_path):
 def test_trainable_share_names_both_denominators():
     model = adapted({"name": "lora", "rank": 2})
     share = trainable_share(model, "all-MiniLM-L6-v2")
-    trainable, total = methods.count_parameters(model)
+    trainable, total = count_parameters(model)
     assert share["pct_model"] == pytest.approx(100 * trainable / total)
     assert share["text_encoder_parameters"] > 20_000_000
     assert share["pct_with_text"] == pytest.approx(100 * trainable / (total + share["text_encoder_parameters"]))

@@ -13,9 +13,10 @@ from scipy import ndimage as ndi
 
 from benchmark.data import synthetic
 from benchmark.data.dataset import VesselDataset, split_pairs
-from benchmark.data.layout import DatasetError, Pair, load_image, load_mask, read_salt_layout, validate_pairs
+from benchmark.data.layout import Pair, load_image, load_mask, read_salt_layout, validate_pairs
 from benchmark.data.synthetic import MODALITIES, generate_image, write_dataset
 from benchmark.data.transforms import augment, resize_pad
+from benchmark.errors import DatasetError
 
 
 def _rng(seed: int) -> np.random.Generator:

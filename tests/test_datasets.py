@@ -12,11 +12,11 @@ from PIL import Image
 
 from benchmark.cli import main
 from benchmark.config import validate
-from benchmark.grid import ConfigError
 from benchmark.data import arcade, chase, dias, drive, rose, splits, xray_angio
-from benchmark.data.layout import DatasetError, load_image, load_mask, validate_pairs
+from benchmark.data.layout import load_image, load_mask, validate_pairs
 from benchmark.data.sources import load_pairs, write_split
 from benchmark.data.splits import SPLIT_DIR, Item, PaperSplit, draw, read_split_file
+from benchmark.errors import ConfigError, DatasetError
 from tests.conftest import SHARED_DATA, tiny_grid
 
 CHASE_REAL = SHARED_DATA / "CHASE_DB1"

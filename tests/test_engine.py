@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 
 from benchmark.config import validate
-from benchmark.data.layout import DatasetError
 from benchmark.data.dataset import VesselDataset, split_pairs
 from benchmark.data.sources import load_pairs
 from benchmark.engine.cell import cell_dir, resolve_device, run_cell
+from benchmark.errors import DatasetError
 from benchmark.predictions import read_predictions
 from benchmark.metrics import dice
 from benchmark.engine.train import CHECKPOINT

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.gpus import NoFreeGpu, cell_gpu, claimed_gpu, gpu_budget_problem, lock_path
+from benchmark.errors import NoFreeGpu
+from benchmark.gpus import cell_gpu, claimed_gpu, gpu_budget_problem, lock_path
+
 from tests.conftest import tiny_grid, write_grid
 
 REPO = Path(__file__).resolve().parents[1]

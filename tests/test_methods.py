@@ -11,14 +11,14 @@ from torch import nn
 from torch.nn import functional as F
 
 import methods
+from benchmark.cost.parameters import OTHER, count_by_component, count_parameters
+from benchmark.errors import UnknownNameError
 from methods import (
     REGISTRY,
     AdaptedLayer,
     Method,
-    UnknownMethodError,
     adapter_state_dict,
     apply_method,
-    count_parameters,
     get_method,
     merge_model,
     regularization,
@@ -470,27 +470,27 @@ def test_count_by_component_matches_closed_forms_for_a_fig_4a_point() -> None:
         "attn.proj": 2 * salt_layer_count(24, 24, 12, 6),
         "mlp": 2 * (salt_layer_count(48, 24, 20, 6) + salt_layer_count(24, 48, 20, 6)),
         "neck": salt_layer_count(8, 24 * 9, 5, 2),
-        methods.OTHER: 24,
+        OTHER: 24,
     }
-    assert methods.count_by_component(model, COMPONENTS) == expected
+    assert count_by_component(model, COMPONENTS) == expected
     assert sum(expected.values()) == count_parameters(model)[0]
 
 
 def test_count_by_component_for_lora_svd_and_full() -> None:
     lora = toy()
     apply_method(lora, {"name": "lora", "rank": 2, "ranks": {"mlp": 5}}, COMPONENTS)
-    assert methods.count_by_component(lora, COMPONENTS) == {
+    assert count_by_component(lora, COMPONENTS) == {
         "attn.qkv": 2 * 2 * (72 + 24), "attn.proj": 2 * 2 * (24 + 24), "mlp": 2 * 5 * ((48 + 24) + (24 + 48)),
-        "neck": 0, methods.OTHER: 0,
+        "neck": 0, OTHER: 0,
     }
     svd = toy()
     apply_method(svd, {"name": "svd", "targets": ["neck"]}, COMPONENTS)
-    assert methods.count_by_component(svd, COMPONENTS)["neck"] == 2 * 8
+    assert count_by_component(svd, COMPONENTS)["neck"] == 2 * 8
     full = toy()
     apply_method(full, {"name": "full"}, COMPONENTS)
-    counts = methods.count_by_component(full, COMPONENTS)
+    counts = count_by_component(full, COMPONENTS)
     assert counts["attn.qkv"] == 2 * (72 * 24 + 72) and counts["neck"] == 8 * 24 * 9 + 8
-    assert counts[methods.OTHER] == 2 * 2 * 24  # the two LayerNorms
+    assert counts[OTHER] == 2 * 2 * 24  # the two LayerNorms
 
 
 def test_per_component_overrides() -> None:
@@ -537,12 +537,12 @@ def test_full_makes_everything_trainable() -> None:
 
 def test_unknown_method_lists_known_names() -> None:
     assert {"frozen", "full", "svd", "lora", "salt", "dora", "pissa"} <= set(REGISTRY)
-    with pytest.raises(UnknownMethodError) as info:
+    with pytest.raises(UnknownNameError) as info:
         get_method("adalora")
     assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
     for name in REGISTRY:
         assert name in str(info.value)
-    with pytest.raises(UnknownMethodError, match="salt"):
+    with pytest.raises(UnknownNameError, match="salt"):
         apply_method(toy(), {"name": "adalora"}, COMPONENTS)
 
 

@@ -9,9 +9,11 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 import methods
-from benchmark.config import ConfigError, validate
+from benchmark.config import validate
+from benchmark.cost.parameters import count_parameters
 from benchmark.engine.adapters import load_adapter, save_adapter
-from methods import AdaptedLayer, apply_method, count_parameters, merge_model, regularization
+from benchmark.errors import ConfigError
+from methods import AdaptedLayer, apply_method, merge_model, regularization
 from methods.peft_tuners import PeftLayer, tuner_names
 from tests.conftest import tiny_grid
 from tests.test_methods import ALL_TARGETS, COMPONENTS, toy, toy_input

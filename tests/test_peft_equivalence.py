@@ -6,6 +6,7 @@ import torch
 from test_methods import ATOL, COMPONENTS, RTOL, randomise, toy, toy_input
 
 import methods
+from benchmark.cost.parameters import count_parameters
 
 peft = pytest.importorskip("peft", reason="peft is the reference implementation these tests compare against")
 
@@ -51,4 +52,4 @@ def test_outputs_match_peft(name: str, use_dora: bool) -> None:
 def test_trainable_parameter_count_matches_peft() -> None:
     for name, use_dora in (("lora", False), ("dora", True)):
         ours, reference = pair(name, use_dora)
-        assert methods.count_parameters(ours)[0] == reference.get_nb_trainable_parameters()[0]
+        assert count_parameters(ours)[0] == reference.get_nb_trainable_parameters()[0]

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from benchmark.config_checks import _cached_architecture
-from methods import apply_method, count_parameters
+from methods import apply_method
 from methods.base import encoder_blocks
+from benchmark.cost.parameters import count_parameters
 from tests.test_methods import COMPONENTS, toy, toy_input
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from methods import AdaptedLayer, Method
 from methods.base import adapt, resolve_hparams
+from benchmark.cost.parameters import count_by_component
 
 
 class ChannelGain(AdaptedLayer):
@@ -111,7 +112,7 @@ def check_adapter_reproduces_the_cell(config_path: Path, cell_dir: Path, summary
     from benchmark.data.dataset import VesselDataset, split_pairs
     from benchmark.data.sources import load_pairs
     from benchmark.engine.adapters import load_adapter
-    from benchmark.cell_model import build_cell_model
+    from benchmark.models.cell_model import build_cell_model
     from benchmark.engine.evaluate import evaluate
     from benchmark.models.litemedsam import COMPONENTS
 
@@ -119,7 +120,7 @@ def check_adapter_reproduces_the_cell(config_path: Path, cell_dir: Path, summary
     cell = expand_cells(config)["litemedsam-chgain-tiny-s0"]
     torch.manual_seed(cell.seed)  # weights: random draws the frozen backbone from the cell's seed, as run_cell does
     built = build_cell_model(cell, config)
-    counts = methods.count_by_component(built.model, COMPONENTS)
+    counts = count_by_component(built.model, COMPONENTS)
     qkv_out = sum(m.weight.shape[0] for n, m in methods.adapted_layers(built.model).items() if n.endswith("qkv"))
     assert counts["attn.qkv"] == qkv_out > 0 and counts["mlp"] == counts["neck"] == 0
     assert sum(counts.values()) == summary["params"]["trainable"]

@@ -11,8 +11,9 @@ from torch import nn
 import methods
 from benchmark.config import validate
 from benchmark.cost.counting import count_macs
+from benchmark.cost.parameters import count_parameters
 from benchmark.cost.training import encoder_megabytes
-from benchmark.grid import ConfigError
+from benchmark.errors import ConfigError
 from methods import qlora
 from methods.qlora import QLoRALayer
 from tests.conftest import tiny_grid
@@ -76,7 +77,7 @@ def test_gradients_reach_only_the_lora_pairs():
 def test_counts_are_lora_counts_and_the_4bit_weights_count_as_weights():
     lora = toy()
     methods.apply_method(lora, {**SPEC, "name": "lora"}, COMPONENTS)
-    assert methods.count_parameters(_qlora_toy()) == methods.count_parameters(lora)
+    assert count_parameters(_qlora_toy()) == count_parameters(lora)
 
 
 def test_qlora_is_evaluated_unmerged_and_says_so():

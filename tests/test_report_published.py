@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from benchmark.grid import ConfigError
-from benchmark.paper.published import ROWS, UnknownPublishedRow, lookup, published
+from benchmark.errors import ConfigError, UnknownNameError
+from benchmark.paper.published import ROWS, lookup, published
 from tests.test_report_fixtures import make_grid
 
 
@@ -45,7 +45,7 @@ def test_row_refs_are_unique():
 
 @pytest.mark.parametrize("ref", ["table1/nope", "ablation", "sam3/svd"])
 def test_unknown_ref_lists_known_rows(ref):
-    with pytest.raises(UnknownPublishedRow, match=r"known rows: table1/unet, .*ablation/salt_lora_r256_sv200"):
+    with pytest.raises(UnknownNameError, match=r"known rows: table1/unet, .*ablation/salt_lora_r256_sv200"):
         lookup(ref)
     with pytest.raises(KeyError):  # what benchmark.cost.paper_params catches
         lookup(ref)

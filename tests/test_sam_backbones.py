@@ -15,8 +15,9 @@ from torch import nn
 import methods
 from benchmark.cost.paper_params import PAPER_FILE, count_grid, count_paper
 from benchmark.config import validate
+from benchmark.cost.parameters import count_parameters
 from benchmark.grid import entry_id, expand_cells
-from benchmark.cell_model import build_cell_model
+from benchmark.models.cell_model import build_cell_model
 from benchmark.engine.cell import run_cell
 from benchmark.models import BACKBONES, build_backbone, sam, sam2, text
 from benchmark.models.checkpoints import load_checked
@@ -232,7 +233,7 @@ def test_meta_count_equals_real_count_and_hand_count(results_dir):
     backbone = {**SAM_B, "input_size": 64}
     [count] = count_grid(_grid(results_dir, backbone, [entry]))
     real = next(iter(_cell_models(results_dir, backbone, [entry]).values())).model
-    assert (count.trainable, count.total) == methods.count_parameters(real)
+    assert (count.trainable, count.total) == count_parameters(real)
     per_block = 4 * ((768 + 3 * 768) + (768 + 768) + 2 * (768 + 3072))  # LoRA r4: r * (in + out) per layer
     neck = 4 * ((768 + 256) + (256 * 9 + 256))
     norms = 12 * 2 * 2 * 768 + 2 * (4 * 2 * 256) + 2 * 256  # the official "norm"-named LayerNorms

@@ -13,10 +13,11 @@ from torch import nn
 
 from benchmark.config import validate
 from benchmark.data.dataset import VesselDataset
-from benchmark.data.layout import DatasetError, read_salt_layout
+from benchmark.data.layout import read_salt_layout
 from benchmark.data.synthetic import write_dataset
 from benchmark.engine.cell import run_cell
 from benchmark.engine.train import train, trainable_state
+from benchmark.errors import DatasetError
 from tests.conftest import tiny_grid
 
 CFG = {"epochs": 3, "batch_size": 2, "lr": 1e-2, "weight_decay": 0.0, "lr_step_epochs": 1, "lr_gamma": 0.5,

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import methods
+from benchmark.cost.parameters import count_parameters
 from benchmark.engine.scales import singular_value_ranks
-from methods import apply_method, count_parameters, merge_model
+from methods import apply_method, merge_model
 from methods.milora import MiLoRALayer
 from methods.svft import SVFTLayer
 from tests.test_methods import ALL_TARGETS, ATOL, COMPONENTS, RTOL, flat, make_base, make_input, reference_forward, toy, toy_input

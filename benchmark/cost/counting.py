@@ -14,7 +14,6 @@ Both count convolutions (transposed too) and matrix products, so on a model both
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from fvcore.nn.jit_handles import (
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-import methods
+from benchmark.cost.parameters import parameter_numel
 from benchmark.io import read_json_object, read_or_discard, write_json
 
 GFLOPS_CONVENTION = "GFLOPs = 2 x MACs / 1e9 for one image, eval mode, merged model (as the paper counts)"
@@ -78,7 +77,7 @@ _CPU_ATTENTION = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _a
 
 def parameter_count(model: nn.Module) -> int:
     """Every parameter, trainable or not, each shared tensor once."""
-    return sum(methods.parameter_numel(p) for p in model.parameters())
+    return sum(parameter_numel(p) for p in model.parameters())
 
 
 def _fvcore_macs(model: nn.Module, image: torch.Tensor) -> float | None:

@@ -31,7 +31,7 @@ import methods
 from benchmark.cost.paper_params import PAPER_FILE, paper_grid
 from benchmark.grid import entry_id, expand_cells
 from benchmark.cost.training import training_cost
-from benchmark.cell_model import build_cell_model
+from benchmark.models.cell_model import build_cell_model
 from benchmark.io import write_text
 
 PUBLISHED = {"lora_r4": 1.24, "lora_r256": 79.2, "salt_r4": 22.88, "salt_r256": 23.52, "svd_once": 871.8}

@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 import yaml
 
-import methods
 from benchmark.config import validate
+from benchmark.cost.parameters import count_parameters
 from benchmark.grid import entry_id, expand_cells
-from benchmark.cell_model import ENCODER, build_cell_model
+from benchmark.models.cell_model import ENCODER, build_cell_model
 from benchmark.io import write_text
 from benchmark.models import sam2
 from benchmark.models.text import encoder_parameters
@@ -146,7 +146,7 @@ def count_grid(config: dict, published_rows: dict[str, str] | None = None) -> li
             continue
         with torch.device("meta"):
             built = build_cell_model(cell, config)
-        trainable, total = methods.count_parameters(built.model)
+        trainable, total = count_parameters(built.model)
         params = dict(built.model.named_parameters())
         backbone_cfg = config["backbones"][cell.backbone]
         method = entry_id(cell.entry)

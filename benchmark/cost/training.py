@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +24,7 @@ from torch import nn
 
 import methods
 from benchmark.cost.counting import FLOP_COUNTER_MODE, count_macs, random_images
+from benchmark.cost.parameters import count_parameters, parameter_numel, quant_state
 from benchmark.io import read_json_object, read_or_discard, write_json
 from benchmark.models.text import encoder_parameters
 
@@ -128,7 +128,7 @@ def trainable_share(model: nn.Module, text_encoder: str | None) -> dict[str, flo
     frozen text encoder (the official SALT code's denominator). The model holds only the text
     encoder's cached embedding, so the encoder is named (backbone config `text_encoder`) and
     counted by itself; None (baselines) leaves the second percentage out and says why."""
-    trainable, total = methods.count_parameters(model)
+    trainable, total = count_parameters(model)
     text = encoder_parameters(text_encoder) if text_encoder else None
     return {
         "trainable": trainable,
@@ -148,7 +148,7 @@ def trainable_share(model: nn.Module, text_encoder: str | None) -> dict[str, flo
 
 def _stored_bytes(tensor: torch.Tensor) -> int:
     """Bytes a tensor holds, with a 4-bit weight's quantization state (scales, code book)."""
-    state = methods.quant_state(tensor)
+    state = quant_state(tensor)
     extra = 0 if state is None else sum(t.numel() * t.element_size() for t in state.as_dict(packed=True).values()
                                         if isinstance(t, torch.Tensor))
     return tensor.numel() * tensor.element_size() + extra
@@ -163,7 +163,7 @@ def encoder_megabytes(model: nn.Module) -> dict[str, float] | None:
     tensors = [*encoder.parameters(), *encoder.buffers()]
     stored = sum(_stored_bytes(t) for t in tensors)
     # a 4-bit weight is a float weight stored otherwise; integer buffers (index tables) keep their size
-    float32 = sum(4 * methods.parameter_numel(t) if methods.quant_state(t) is not None or t.is_floating_point()
+    float32 = sum(4 * parameter_numel(t) if quant_state(t) is not None or t.is_floating_point()
                   else t.numel() * t.element_size() for t in tensors)
     return {"as_stored": round(stored / 2**20, 2), "at_float32": round(float32 / 2**20, 2)}
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from benchmark.data.layout import DatasetError, Pair
+from benchmark.data.layout import Pair
+
 from benchmark.data.splits import Derived, Item, PaperSplit, resolve
+from benchmark.errors import DatasetError
 from benchmark.io import atomic_write
 
 PAPER = PaperSplit(n_train=700, n_test=300, pool=("train",))

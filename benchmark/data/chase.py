@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from benchmark.data.layout import DatasetError, Pair
+from benchmark.data.layout import Pair
+
 from benchmark.data.splits import Item, resolve
+from benchmark.errors import DatasetError
 
 PAPER = None  # the paper has no CHASE_DB1 split: `paper` means the literature split
 N_TRAIN_PATIENTS = 10

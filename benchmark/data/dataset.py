@@ -11,9 +11,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from benchmark.data.layout import SPLITS, DatasetError, Pair, load_image, load_mask
+from benchmark.data.layout import SPLITS, Pair, load_image, load_mask
+
 from benchmark.data.transforms import augment as augment_pair
 from benchmark.data.transforms import resize_pad
+from benchmark.errors import DatasetError
 from benchmark.io import atomic_write
 
 CACHE_VERSION = "1"  # bump when decoding or resize_pad changes what a cached array holds

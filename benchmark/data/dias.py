@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark.data.layout import DatasetError, Pair, load_image
+from benchmark.data.layout import Pair, load_image
+
 from benchmark.data.splits import Derived, Item, PaperSplit, resolve, sha256_file
+from benchmark.errors import DatasetError
 from benchmark.io import atomic_write
 
 PAPER = PaperSplit(n_train=20, n_test=10, pool=None)

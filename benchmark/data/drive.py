@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.data.layout import DatasetError, Pair
+from benchmark.data.layout import Pair
+
 from benchmark.data.splits import Item, PaperSplit, resolve
+from benchmark.errors import DatasetError
 
 PAPER = PaperSplit(n_train=14, n_test=6, pool=("train",))
 FOLDERS = {"train": "training", "test": "test"}

@@ -13,13 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmark.errors import DatasetError
+
 SPLITS = ("train", "val", "test")
 _SPLIT_COLUMNS = ("imgs", "split")
 _PIL_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
-
-
-class DatasetError(ValueError):
-    """A dataset on disk does not match the SALT layout or holds an unusable file."""
 
 
 @dataclass(frozen=True)

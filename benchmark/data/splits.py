@@ -15,7 +15,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.data.layout import SPLITS, DatasetError, Pair
+from benchmark.data.layout import SPLITS, Pair
+from benchmark.errors import DatasetError
+
 
 SPLIT_DIR = Path(__file__).resolve().parent / "splits"
 COLUMNS = ("id", "split", "image_sha256", "mask_sha256")

@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-from benchmark.data.layout import DatasetError
+from benchmark.errors import DatasetError
+
 
 GENERATOR_VERSION = "1"
 MODALITIES = ("bright_speckle", "dark_fundus")

@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from benchmark.data.layout import DatasetError, Pair
+from benchmark.data.layout import Pair
+
 from benchmark.data.splits import Item, PaperSplit, resolve
+from benchmark.errors import DatasetError
 
 PAPER = PaperSplit(n_train=93, n_test=41, pool=None)
 FOLDER = "Database_134_Angiograms"

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import methods
+from benchmark.errors import AdapterMismatchError
 from benchmark.grid import ROW_KEYS
 from methods.base import resolve_hparams
 from benchmark.engine.train import trainable_state
@@ -28,10 +29,6 @@ from benchmark.io import atomic_write
 
 FORMAT = "saltbench-adapter/1"
 _SHOWN = 5
-
-
-class AdapterMismatchError(ValueError):
-    """An adapter checkpoint that does not belong to the model it is loaded into."""
 
 
 def describe_layers(model: nn.Module) -> dict[str, dict]:

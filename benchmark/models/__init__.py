@@ -8,12 +8,20 @@ import torch
 
 from benchmark.models import litemedsam, sam, sam2
 from benchmark.models.backbone import Backbone
+from benchmark.registry import Registry
 
-BACKBONES: dict[str, Callable[[dict, Path], Backbone]] = {
-    "litemedsam": litemedsam.build,
-    **{arch: sam.build for arch in sam.ARCHS},
-    **{arch: sam2.build for arch in sam2.ARCHS},
-}
+Builder = Callable[[dict, Path], Backbone]
+BACKBONES: Registry[Builder] = Registry("backbone")
+BACKBONES.register("litemedsam", litemedsam.build)
+for _arch in sam.ARCHS:
+    BACKBONES.register(_arch, sam.build)
+for _arch in sam2.ARCHS:
+    BACKBONES.register(_arch, sam2.build)
+
+
+def get_backbone(name: str) -> Builder:
+    """The builder of the backbone a config names; UnknownNameError listing the known ones otherwise."""
+    return BACKBONES.lookup(name)
 
 
 def build_backbone(cfg: dict, cache_dir: Path) -> Backbone:
@@ -23,10 +31,9 @@ def build_backbone(cfg: dict, cache_dir: Path) -> Backbone:
     device cannot give; parameter counting (benchmark.cost.paper_params) sets the meta device as the
     default so that adapters, SVDs included, are then created without storage or cost.
     """
-    if cfg["name"] not in BACKBONES:
-        raise ValueError(f"unknown backbone {cfg['name']!r}; known: {', '.join(sorted(BACKBONES))}")
+    builder = get_backbone(cfg["name"])
     device = torch.get_default_device()
     with torch.device("cpu"):
-        backbone = BACKBONES[cfg["name"]](cfg, cache_dir)
+        backbone = builder(cfg, cache_dir)
     backbone.model.to(device)
     return backbone

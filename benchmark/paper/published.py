@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.errors import UnknownNameError
+
 TABLE1_DATASETS = ("ARCADE", "XRay-Angio", "DIAS", "ROSE", "DRIVE")
 SAM2_DATASETS = ("ARCADE", "ROSE")
 ABLATION_DATASET = "DRIVE"  # "We conducted comprehensive ablation experiments on the DRIVE dataset"
@@ -138,13 +140,6 @@ ROWS: tuple[PublishedRow, ...] = (
 )
 
 
-class UnknownPublishedRow(KeyError, ValueError):
-    """A `<table>/<row>` that names no published row (a KeyError for lookups, a ValueError for configs)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 def known_refs() -> list[str]:
     return [row.ref for row in ROWS]
 
@@ -153,12 +148,12 @@ def published(table: str, row: str) -> PublishedRow:
     for candidate in ROWS:
         if candidate.table == table and candidate.row == row:
             return candidate
-    raise UnknownPublishedRow(f"no published row {table}/{row}; known rows: {', '.join(known_refs())}")
+    raise UnknownNameError(f"no published row {table}/{row}; known rows: {', '.join(known_refs())}")
 
 
 def lookup(ref: str) -> PublishedRow:
     """The row a config's `paper.rows` value ("<table>/<row>") names; a clear error otherwise."""
     table, slash, row = str(ref).partition("/")
     if not slash:
-        raise UnknownPublishedRow(f"{ref!r} is not of the form <table>/<row>; known rows: {', '.join(known_refs())}")
+        raise UnknownNameError(f"{ref!r} is not of the form <table>/<row>; known rows: {', '.join(known_refs())}")
     return published(table, row)
