@@ -19,31 +19,44 @@ def _config(path: str):
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from benchmark.grid import expand_cells
     from benchmark.data.sources import load_pairs
+    from benchmark.grid import expand_cells, expand_trials
+    from benchmark.tuning import require_validation
 
     config = _config(args.config)
     for name, dataset in config["datasets"].items():
         if dataset["kind"] != "synthetic":
             pairs = load_pairs(name, dataset, Path(config["results_dir"]))
+            require_validation(config, name, pairs)
             print(f"dataset {name}: {len(pairs)} valid image/mask pairs")
-    print(f"{args.config}: valid, {len(expand_cells(config))} cells")
+    cells, trials = len(expand_cells(config)), len(expand_trials(config))
+    print(f"{args.config}: valid, {cells} cells" + (f" and {trials} tuning trials" if trials else ""))
 
 
 def cmd_cells(args: argparse.Namespace) -> None:
-    from benchmark.grid import expand_cells
+    from benchmark.grid import all_cells
 
-    for cell_id in expand_cells(_config(args.config)):
-        print(cell_id)
+    for cell_id, cell in all_cells(_config(args.config)).items():
+        print(cell_id if cell.trial_of is None else f"{cell_id}  (tuning trial of {cell.trial_of})")
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    from benchmark.tuning import select
+
+    selection = select(_config(args.config), args.key)
+    means = ", ".join(f"{value}: {mean:.4f}" for value, mean in selection["mean_val_dice"].items())
+    print(f"{args.key}: {selection['param']} {selection['chosen']:g} chosen (mean validation Dice {means})")
 
 
 def cmd_data(args: argparse.Namespace) -> None:
     from benchmark.data.sources import load_pairs
+    from benchmark.tuning import require_validation
 
     config = _config(args.config)
     if args.dataset not in config["datasets"]:
         sys.exit(f"no dataset {args.dataset!r} in {args.config}; known: {', '.join(config['datasets'])}")
     pairs = load_pairs(args.dataset, config["datasets"][args.dataset], Path(config["results_dir"]))
+    require_validation(config, args.dataset, pairs)
     print(f"{args.dataset}: {len(pairs)} valid image/mask pairs")
 
 
@@ -116,8 +129,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
     import torch
 
     from benchmark.cost.measure import MB
-    from benchmark.cost.plan import over_memory, plan, to_markdown
-    from benchmark.grid import expand_cells
+    from benchmark.grid import all_cells
+    from benchmark.perf.plan import over_memory, plan, to_markdown
     from benchmark.provenance import device_name
 
     config = _config(args.config)
@@ -129,7 +142,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
     print(to_markdown(projections, measured, args.gpus, device_name(device)))
     if device.type == "cuda":
         limit = torch.cuda.get_device_properties(device).total_memory / MB
-        for warning in over_memory(config, expand_cells(config), measured, limit, device, args.warmup, args.steps):
+        for warning in over_memory(config, all_cells(config), measured, limit, device, args.warmup, args.steps):
             print(f"WARNING: {warning}")
 
 
@@ -148,7 +161,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     commands = {
         "validate": (cmd_validate, "check a grid config (schema, names, dataset folders) and count its cells"),
-        "cells": (cmd_cells, "list the cell ids of a grid"),
+        "cells": (cmd_cells, "list the cell ids of a grid (its tuning trials first, marked)"),
         "data": (cmd_data, "generate (synthetic) or validate one dataset of a grid"),
         "cell": (cmd_cell, "train and evaluate one cell (resumes a killed run; skips a finished one)"),
         "table1": (cmd_table1, "write figures/table1.{md,csv,tex} from the grid's cell summaries"),
@@ -156,6 +169,8 @@ def parser() -> argparse.ArgumentParser:
                                  "vs published, SAM2 table, cost table, ablation bubble plot, Pareto figure, "
                                  "qualitative figure, training curves) into its figures_dir"),
         "methods": (cmd_methods, "list the registered PEFT methods and their hyper-parameters"),
+        "select": (cmd_select, "choose a tuned row's value on its trials' validation Dice (tune in the grid) and "
+                               "write results/tuning/<key>.json; Snakemake runs it after the trials"),
     }
     for name, (func, text) in commands.items():
         command = sub.add_parser(name, help=text, description=text)
@@ -166,6 +181,9 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument("--dataset", required=True, help="dataset key in the config")
         if name == "cell":
             command.add_argument("--cell", required=True, help="cell id (see `saltbench cells`)")
+        if name == "select":
+            command.add_argument("--key", required=True, help="tuning key: <backbone>-<row>-<dataset>, or "
+                                 "<row>-<dataset> for a baseline (see `saltbench cells`)")
     splits_text = "draw a dataset's split from your copy and write its split file with SHA-256 checksums"
     splits = sub.add_parser("splits", help=splits_text, description=splits_text)
     splits.set_defaults(func=cmd_splits)
@@ -206,7 +224,7 @@ def parser() -> argparse.ArgumentParser:
                   "SALT's literal eq. 4 on SAM ViT-B at 512 px (batch 5) and LiteMedSAM at 256 (batch 2), fp32 and "
                   "bf16, side by side in one process; prints images/s, ratios to frozen and of bf16 to fp32, peak "
                   "memory and the device, and writes train_speed.{csv,md}")
-    # its own parser (benchmark.perf.train_speed), so that the other commands need not import it
+    # its own parser (benchmark.perf.bench), so that the other commands need not import it
     sub.add_parser("bench", help=bench_text + "; options: saltbench bench --help", add_help=False)
     return top
 
@@ -218,13 +236,12 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
     if argv and argv[0] == "bench":
-        from benchmark.perf import train_speed
+        from benchmark.perf import bench
 
-        train_speed.main(train_speed.parser().parse_args(argv[1:]))
+        bench.main(bench.parser().parse_args(argv[1:]))
         return
     args = parser().parse_args(argv)
-    from benchmark.grid import ConfigError
-    from benchmark.data.layout import DatasetError
+    from benchmark.errors import ConfigError, DatasetError
 
     try:
         args.func(args)

@@ -2,7 +2,7 @@
 
 Published HD95 numbers differ by convention (MONAI gives NaN when exactly one mask is empty, the
 official SALT code gives inf, medpy pools both directions), so the conventions used here are
-constants that every summary and the README quote verbatim.
+constants that every summary and every table note quote verbatim.
 """
 
 import math

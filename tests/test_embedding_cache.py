@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import methods
-from benchmark.cell_model import build_cell_model
+from benchmark.models.cell_model import build_cell_model
 from benchmark.config import validate
 from benchmark.engine.cell import run_cell
 from benchmark.engine.train import set_train_mode, train
@@ -108,9 +108,9 @@ def test_the_cache_is_refused_where_the_features_would_change(tmp_path, decoder_
 def test_a_resumed_cached_run_repeats_the_uninterrupted_run(tmp_path):
     config = _grid(tmp_path)
     cell = expand_cells(config)["litemedsam-decoder-bright-s0"]
-    from benchmark.engine.cell import _datasets
+    from benchmark.engine.cell import cell_datasets
 
-    train_set = _datasets(cell, config)["train"]
+    train_set = cell_datasets(cell, config)["train"]
     cpu = torch.device("cpu")
 
     def fresh() -> nn.Module:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmark.config import validate
-from benchmark.cost import plan as planner
+from benchmark.perf import plan as planner
 from benchmark.cost.measure import ACCELERATOR_KIND
 from benchmark.engine.cell import run_cell
 from benchmark.grid import expand_cells

@@ -19,10 +19,12 @@ import torch
 
 import methods
 from benchmark.config import validate
+from benchmark.engine import step as step_module
 from benchmark.engine import train as train_module
 from benchmark.engine.cell import cell_dir, run_cell
-from benchmark.engine.train import CHECKPOINT, NonFiniteLoss
-from benchmark.io import Busy, atomic_write, exclusive
+from benchmark.engine.train import CHECKPOINT
+from benchmark.errors import Busy, NonFiniteLoss
+from benchmark.io import atomic_write, exclusive
 from benchmark.models import litemedsam, text
 from tests.conftest import tiny_grid, write_grid
 
@@ -142,7 +144,7 @@ def test_a_truncated_backbone_checkpoint_is_named(tmp_path):
 
 def test_a_non_finite_loss_stops_the_cell_with_its_epoch_and_no_summary(tmp_path, monkeypatch):
     config = validate(_grid(tmp_path))  # 4 training images, batch 2: two steps per epoch
-    objective = train_module.SegmentationObjective
+    objective = step_module.SegmentationObjective
     calls = []
 
     class Diverging(objective):
@@ -151,7 +153,7 @@ def test_a_non_finite_loss_stops_the_cell_with_its_epoch_and_no_summary(tmp_path
             calls.append(1)
             return (loss * torch.inf if len(calls) > 2 else loss), seg, reg
 
-    monkeypatch.setattr(train_module, "SegmentationObjective", Diverging)
+    monkeypatch.setattr(step_module, "SegmentationObjective", Diverging)
     with pytest.raises(NonFiniteLoss, match=r"became (nan|inf) in epoch 2 .*lower train\.lr"):
         run_cell(config, CELL)
     out = cell_dir(config, CELL)

@@ -16,6 +16,7 @@ from benchmark.predictions import PREDICTIONS, write_predictions
 from benchmark.engine.train import LOG_FIELDS
 
 from benchmark.grid import Cell, entry_id, expand_cells
+from benchmark.summary import as_summary
 
 LABELS = {"frozen": "LiteMedSAM (zero-shot)", "lora": "LoRA", "salt": "SALT", "svd": "S-SAM", "unet": "U-Net"}
 METHODS = [
@@ -145,7 +146,8 @@ def write_cell(cells_dir: Path, summary: dict, ids: list[str], dice: list[float]
 
 
 def populate(config: dict, dice: Callable[[Cell], list[float]] = default_dice) -> list[dict]:
-    """Write every cell of the grid; returns the summaries in table order."""
+    """Write every cell of the grid; returns the summaries in table order, as the report reads them
+    (benchmark.summary records: a reader asking for an undeclared field fails its test)."""
     cells_dir = Path(config["results_dir"]) / "cells"
     summaries = []
     for cell in expand_cells(config).values():
@@ -153,12 +155,12 @@ def populate(config: dict, dice: Callable[[Cell], list[float]] = default_dice) -
         hd95 = [math.nan if d == 0.0 else round(40.0 * (1.0 - d), 3) for d in values]
         summary = cell_summary(config, cell, values, hd95)
         write_cell(cells_dir, summary, list(IMAGES[: len(values)]), values, hd95)
-        summaries.append(summary)
+        summaries.append(as_summary(summary))
     return summaries
 
 
 def test_fixture_summaries_pass_table1_validation(tmp_path):
-    from benchmark.report.table1 import load_summaries
+    from benchmark.summary import load_summaries
 
     config = make_grid(tmp_path)
     written = populate(config)

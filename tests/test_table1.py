@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.report.table1 import build_table1, load_summaries, write_table1
+from benchmark.report.table1 import build_table1, write_table1
+from benchmark.summary import load_summaries
 
 DATASETS = {
     "synth_bright": ("Bright", "synthetic bright (seed 0)"),

@@ -3,7 +3,7 @@
 Every source of randomness inside an epoch (batch order, augmentation, dropout) is seeded from
 (seed, epoch), so a resumed run repeats exactly what an uninterrupted one would have done, and
 DataLoader workers (`train.workers`) assemble the same batches as the training process would.
-Forward and loss run in `train.precision` (engine.precision); weights and optimizer stay float32.
+Each batch is one engine.step (forward in `train.precision`, objective, backward, optimizer step).
 With a validation function, each epoch is scored on the validation images and the trainable state
 of the best epoch is kept (in the checkpoint too) and restored at the end: model selection.
 """
@@ -14,7 +14,7 @@ import io
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -25,17 +25,13 @@ from torch.utils.data import DataLoader
 
 from benchmark.cost.measure import EPOCH_FIELDS, RunMeter
 from benchmark.data.dataset import VesselDataset
-from benchmark.engine.losses import SegmentationObjective
-from benchmark.engine.precision import autocast, grad_scaler
+from benchmark.engine.step import TrainStep, make_step
+from benchmark.errors import NonFiniteLoss
 from benchmark.io import atomic_write, read_or_discard, write_text
 
 CHECKPOINT = "checkpoint.pt"
 LOG_FIELDS = ("epoch", "lr", "loss", "seg_loss", "reg", "val_dice", "seconds", *EPOCH_FIELDS)
 STATE_KEYS = {"model", "optimizer", "scheduler", "scaler", "log", "elapsed", "epoch", "fingerprint", "best"}
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training diverged; the cell stops with no summary, its last good checkpoint kept."""
 
 
 def _read_checkpoint(path: Path, device: torch.device) -> dict:
@@ -145,10 +141,63 @@ def _write_log(path: Path, rows: list[dict]) -> None:
     write_text(path, buffer.getvalue())
 
 
+@dataclass
+class Progress:
+    """Where a run stands: the log of the epochs done, the training seconds they took, and the
+    selected epoch so far; what a checkpoint carries across a kill."""
+
+    rows: list[dict] = field(default_factory=list)
+    elapsed: float = 0.0
+    best: Best = field(default_factory=Best)
+
+    @property
+    def epoch(self) -> int:
+        return len(self.rows)
+
+
+def _resume(checkpoint: Path, fingerprint: str, step: TrainStep, scheduler, meter: RunMeter, epochs: int,
+            device: torch.device) -> Progress:
+    """The progress of an earlier run of this configuration, its state loaded into the step's model,
+    optimizer and scaler and into the scheduler and meter; a fresh Progress when there is none."""
+    state = read_or_discard(checkpoint, lambda path: _read_checkpoint(path, device), "training checkpoint")
+    if state is not None and state.get("fingerprint") != fingerprint:
+        print(f"{checkpoint} belongs to another configuration of this cell; starting afresh", flush=True)
+        state = None
+    if state is None:
+        return Progress()
+    load_trainable_state(step.model, state["model"])
+    step.optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    step.scaler.load_state_dict(state["scaler"])
+    meter.samples = list(state.get("step_memory", []))  # absent in checkpoints written before it was measured
+    print(f"resuming from {checkpoint}: epoch {state['epoch']} of {epochs} done", flush=True)
+    return Progress(state["log"], state["elapsed"], Best(**state["best"]))
+
+
+def _save(checkpoint: Path, fingerprint: str, step: TrainStep, scheduler, meter: RunMeter, progress: Progress) -> None:
+    state = {"model": trainable_state(step.model), "optimizer": step.optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "scaler": step.scaler.state_dict(), "log": progress.rows,
+             "elapsed": progress.elapsed, "epoch": progress.epoch, "fingerprint": fingerprint,
+             "best": vars(progress.best), "step_memory": list(meter.samples)}
+    atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
+
+
+def _epoch(step: TrainStep, batches: DataLoader, meter: RunMeter) -> list[float]:
+    """One pass over the epoch's batches; the mean (total, segmentation, regulariser) loss."""
+    totals = torch.zeros(3, device=step.device)
+    steps = 0
+    for image, mask in batches:
+        image, mask = image.to(step.device, non_blocking=True), mask.to(step.device, non_blocking=True)
+        totals += step(image, mask)
+        steps += 1
+        meter.step(image.shape[0])
+    return (totals / max(steps, 1)).cpu().tolist()
+
+
 def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, seed: int,
           device: torch.device, fingerprint: str,
           validate: Callable[[nn.Module], float] | None = None,
-          meter: RunMeter | None = None) -> tuple[list[dict], float, Best]:
+          meter: RunMeter | None = None, stop_on_nonfinite: bool = False) -> tuple[list[dict], float, Best]:
     """Train for cfg['epochs'] epochs, resuming from out_dir/checkpoint.pt if it was written for
     the same cell `fingerprint` (a checkpoint of a since-changed config is discarded).
 
@@ -157,69 +206,42 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
     Returns the per-epoch log, the training seconds spent (summed over resumed runs, validation
     excluded) and the selected epoch. `meter` (default: one for `device`) measures every epoch's time,
     images and memory into the log and keeps the per-step memory samples, restored on a resume.
+    A non-finite loss raises NonFiniteLoss; with `stop_on_nonfinite` (a tuning trial, for which
+    diverging is an outcome to score, not an error) its epoch is logged and training stops there.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params or cfg["epochs"] == 0:
+    step = make_step(model, cfg, device)
+    if step.optimizer is None or cfg["epochs"] == 0:
         return [], 0.0, Best()
-    optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg["lr_step_epochs"], gamma=cfg["lr_gamma"])
-    scaler = grad_scaler(cfg["precision"], device)
+    scheduler = torch.optim.lr_scheduler.StepLR(step.optimizer, step_size=cfg["lr_step_epochs"], gamma=cfg["lr_gamma"])
     workers = default_workers(device) if cfg["workers"] is None else cfg["workers"]
-    objective = SegmentationObjective(cfg["reg_weight"])
     meter = RunMeter.for_device(device) if meter is None else meter
     checkpoint = Path(out_dir) / CHECKPOINT
-    rows: list[dict] = []
-    best = Best()
-    elapsed, start_epoch = 0.0, 0
-    state = read_or_discard(checkpoint, lambda path: _read_checkpoint(path, device), "training checkpoint")
-    if state is not None and state.get("fingerprint") != fingerprint:
-        print(f"{checkpoint} belongs to another configuration of this cell; starting afresh", flush=True)
-        state = None
-    if state is not None:
-        load_trainable_state(model, state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        rows, elapsed, start_epoch = state["log"], state["elapsed"], state["epoch"]
-        best = Best(**state["best"])
-        meter.samples = list(state.get("step_memory", []))  # absent in checkpoints written before it was measured
-        print(f"resuming from {checkpoint}: epoch {start_epoch} of {cfg['epochs']} done", flush=True)
-    for epoch in range(start_epoch, cfg["epochs"]):
+    progress = _resume(checkpoint, fingerprint, step, scheduler, meter, cfg["epochs"], device)
+    for epoch in range(progress.epoch, cfg["epochs"]):
         meter.start_epoch()
         began = time.perf_counter()
         set_train_mode(model)
         torch.manual_seed(epoch_seed(seed, epoch))
-        totals = torch.zeros(3, device=device)
-        steps = 0
-        for image, mask in epoch_loader(dataset, cfg["batch_size"], seed, epoch, workers, device):
-            image, mask = image.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-            with autocast(cfg["precision"], device):
-                loss, seg, reg = objective(model, model(image).float(), mask)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            totals += torch.stack([loss.detach(), seg.detach(), reg.detach()])
-            steps += 1
-            meter.step(image.shape[0])
-        lr = optimizer.param_groups[0]["lr"]
+        mean = _epoch(step, epoch_loader(dataset, cfg["batch_size"], seed, epoch, workers, device), meter)
+        lr = step.optimizer.param_groups[0]["lr"]
         scheduler.step()
         seconds = time.perf_counter() - began
-        elapsed += seconds
+        progress.elapsed += seconds
         measured = meter.end_epoch(seconds)  # before validation, whose memory is not the training step's
-        mean = (totals / max(steps, 1)).cpu().tolist()
+        if stop_on_nonfinite and not math.isfinite(mean[0]):
+            progress.rows.append({**dict(zip(LOG_FIELDS, (epoch + 1, lr, *mean, math.nan, round(seconds, 2)))), **measured})
+            _write_log(Path(out_dir) / "train_log.csv", progress.rows)
+            print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {mean[0]}: diverged, training stops", flush=True)
+            break
         _check_finite(mean[0], epoch + 1, cfg)
         val_dice = validate(model) if validate is not None else math.nan
         if validate is not None:
-            best.offer(epoch + 1, val_dice, model)
-        rows.append({**dict(zip(LOG_FIELDS, (epoch + 1, lr, *mean, val_dice, round(seconds, 2)))), **measured})
-        state = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "log": rows, "elapsed": elapsed, "epoch": epoch + 1,
-                 "fingerprint": fingerprint, "best": vars(best), "step_memory": list(meter.samples)}
-        atomic_write(checkpoint, lambda tmp: torch.save(state, tmp))
-        _write_log(Path(out_dir) / "train_log.csv", rows)
+            progress.best.offer(epoch + 1, val_dice, model)
+        progress.rows.append({**dict(zip(LOG_FIELDS, (epoch + 1, lr, *mean, val_dice, round(seconds, 2)))), **measured})
+        _save(checkpoint, fingerprint, step, scheduler, meter, progress)
+        _write_log(Path(out_dir) / "train_log.csv", progress.rows)
         scored = "" if validate is None else f", val Dice {val_dice:.4f}"
         print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {mean[0]:.4f}{scored} ({seconds:.1f} s)", flush=True)
-    if best.state is not None:
-        load_trainable_state(model, best.state)
-    return rows, elapsed, best
+    if progress.best.state is not None:
+        load_trainable_state(model, progress.best.state)
+    return progress.rows, progress.elapsed, progress.best

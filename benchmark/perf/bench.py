@@ -5,9 +5,9 @@
 For each backbone (SAM ViT-B at 512 px, batch 5, with config/paper.yaml's backbone and method rows;
 LiteMedSAM at 256 px, batch 2, with config/default.yaml's) and each method (frozen, full, S-SAM,
 LoRA r4/r256, SALT r4/r256, and SALT with eq. 4 rebuilt literally), the model is built as a cell
-builds it (cell_model.build_cell_model: the paper's trainable set, TAL, norms), then timed for a few
-AdamW steps of the cell's objective on random images under each precision, and its merged model
-for a few inference batches. Every number comes from the same process on the same device; ratios
+builds it (models.cell_model.build_cell_model: the paper's trainable set, TAL, norms), then timed
+for a few of the very training steps its cells take (engine.step, with the grid's `train` settings)
+on random images under each precision, and its merged model for a few inference batches. Every number comes from the same process on the same device; ratios
 are to `frozen` at the same precision and of bf16 to fp32 for the same method. SAM weights are
 random (speed does not depend on them); SVD factors go through the on-disk cache, and each row says
 how many factorisations its build computed and how long the build took.
@@ -22,7 +22,6 @@ import copy
 import csv
 import io
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -34,15 +33,16 @@ from torch import nn
 
 import methods
 from benchmark.config import load_config
-from benchmark.cell_model import build_cell_model
-from benchmark.engine.losses import SegmentationObjective
-from benchmark.engine.precision import autocast, enable_tf32, grad_scaler
-from benchmark.engine.train import set_train_mode
-from benchmark.grid import Cell, entry_id
+from benchmark.cost.measure import MB, peak_rss_mb
+from benchmark.models.cell_model import build_cell_model
+from benchmark.cost.parameters import count_parameters
+from benchmark.engine.precision import enable_tf32
+from benchmark.grid import Cell
 from benchmark.allocator import reexec_with_allocator_settings
 from benchmark.io import write_text
 from benchmark.models.embedding_cache import EmbeddingCache
-from benchmark.perf.methods_speed import DirectSALTLayer, cpu_name, synchronise
+from benchmark.perf.literal_salt import DirectSALTLayer
+from benchmark.perf.timing import device_label, inference_times, train_step_times
 from methods import svd_cache
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,78 +129,20 @@ def _reset_peak(device: torch.device) -> str:
 
 
 def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return torch.cuda.max_memory_allocated(device) / MB if device.type == "cuda" else peak_rss_mb()
 
 
-def train_step_times(model: nn.Module, size: int, batch: int, precision: str, device: torch.device, warmup: int,
-                     steps: int) -> list[float]:
-    """Seconds of each of `steps` AdamW steps (forward, objective, backward, update) on random
-    images after `warmup` untimed ones; a model with nothing trainable times its forward and objective."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4) if params else None
-    scaler = grad_scaler(precision, device)
-    objective = SegmentationObjective(0.01)
-    generator = torch.Generator().manual_seed(0)
-    image = torch.rand(batch, 3, size, size, generator=generator).to(device)
-    mask = (torch.rand(batch, 1, size, size, generator=generator) > 0.9).float().to(device)
-    set_train_mode(model)
-    times = []
-    for index in range(warmup + steps):
-        synchronise(device)
-        began = time.perf_counter()
-        with autocast(precision, device):
-            loss, _, _ = objective(model, model(image).float(), mask)
-        if optimizer is not None:
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        synchronise(device)
-        if index >= warmup:
-            times.append(time.perf_counter() - began)
-    return times
-
-
-def train_speed(model: nn.Module, size: int, batch: int, precision: str, device: torch.device, warmup: int,
+def train_speed(model: nn.Module, train_cfg: dict, size: int, batch: int, device: torch.device, warmup: int,
                 steps: int) -> float:
     """Fastest seconds of one training step over `steps` steps: the step least disturbed by anything
     else on the machine (for ratios between methods; `saltbench plan` projects from the median)."""
-    return min(train_step_times(model, size, batch, precision, device, warmup, steps))
-
-
-@torch.no_grad()
-def inference_times(models: dict[str, nn.Module], size: int, batch: int, precision: str, device: torch.device,
-                    warmup: int, steps: int) -> dict[str, list[float]]:
-    """Seconds of each timed forward pass of each merged model (eval, no gradients), timed
-    round-robin over the models so that a disturbance spreads over all of them."""
-    image = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
-    times: dict[str, list[float]] = {row: [] for row in models}
-    for model in models.values():
-        model.eval()
-    for index in range(warmup + steps):
-        for row, model in models.items():
-            synchronise(device)
-            began = time.perf_counter()
-            with autocast(precision, device):
-                model(image)
-            synchronise(device)
-            if index >= warmup:
-                times[row].append(time.perf_counter() - began)
-    return times
+    return min(train_step_times(model, train_cfg, size, batch, device, warmup, steps))
 
 
 def inference_speeds(models: dict[str, nn.Module], size: int, batch: int, precision: str, device: torch.device,
                      warmup: int, steps: int) -> dict[str, float]:
     """Fastest seconds of one forward pass of each merged model."""
     return {row: min(values) for row, values in inference_times(models, size, batch, precision, device, warmup, steps).items()}
-
-
-def device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__})"
-    return f"{cpu_name()}, {torch.get_num_threads()} threads (torch {torch.__version__})"
 
 
 def run(args: argparse.Namespace) -> list[dict]:
@@ -218,13 +160,14 @@ def run(args: argparse.Namespace) -> list[dict]:
         for row in args.methods:
             model, build_seconds, computed = build(setup, config, row, cache)
             model = model.to(device)
-            trainable, _ = methods.count_parameters(model)
+            trainable, _ = count_parameters(model)
             merged[row] = methods.merge_model(copy.deepcopy(model)).to(device)
             if hasattr(merged[row], "embedding_cache"):
                 merged[row].embedding_cache = None  # inference encodes every image, as a test set does
             for precision in args.precisions:
                 kind = _reset_peak(device)
-                step = train_speed(model, size, batch, precision, device, args.warmup, args.steps)
+                train_cfg = {**config["train"], "precision": precision}
+                step = train_speed(model, train_cfg, size, batch, device, args.warmup, args.steps)
                 peak = _peak_mb(device)
                 rows.append({
                     "backbone": name, "input": size, "batch": batch, "method": row, "precision": precision,
@@ -314,5 +257,5 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    reexec_with_allocator_settings("benchmark.perf.train_speed", sys.argv[1:])
+    reexec_with_allocator_settings("benchmark.perf.bench", sys.argv[1:])
     main(parser().parse_args(sys.argv[1:]))

@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 
 from benchmark.allocator import reexec_with_allocator_settings
-from benchmark.cell_model import build_cell_model
+from benchmark.models.cell_model import build_cell_model
 from benchmark.config import load_config
 from benchmark.cost.measure import RunMeter
-from benchmark.engine.cell import _datasets, resolve_device
+from benchmark.engine.cell import cell_datasets, resolve_device
 from benchmark.engine.train import train
 from benchmark.grid import expand_cells
 
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
     device = resolve_device(config)
     torch.set_num_threads(config["train"]["threads"] or len(os.sched_getaffinity(0)))
     model = build_cell_model(cell, config).model.to(device, memory_format=torch.channels_last)
-    train_set = _datasets(cell, config)["train"]
+    train_set = cell_datasets(cell, config)["train"]
     cfg = {**config["train"], "epochs": 1}
     seconds: dict[bool, list[float]] = {True: [], False: []}
     steps: list[float] = []

@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 import methods
 from benchmark.allocator import reexec_with_allocator_settings
-from methods.base import matrix_to_weight
-from methods.salt import SALTLayer
+from benchmark.perf.literal_salt import DirectSALTLayer
+from benchmark.perf.timing import cpu_name, synchronise
 
 LAYERS = {"attn.qkv": (768, 2304), "attn.proj": (768, 768), "mlp.fc1": (768, 3072), "mlp.fc2": (3072, 768)}
 COMPONENTS = {"attn.qkv": r"attn\.qkv", "attn.proj": r"attn\.proj", "mlp": r"mlp\.fc[12]"}
@@ -44,17 +41,6 @@ METHODS: dict[str, dict] = {
     "salt r256": {"name": "salt", "rank": 256, "sv_rank": 0.5, "targets": TARGETS},
 }
 DIRECT = {"salt direct r4": "salt r4", "salt direct r256": "salt r256"}
-
-
-class DirectSALTLayer(SALTLayer):
-    """SALT rebuilding eq. 4 literally: a dense r_max x r_max Sigma', then U @ ReLU(Sigma') @ V^T."""
-
-    def adapted_weight(self) -> Tensor:
-        r, r_max = self.r, self.sigma.numel()
-        sigma_new = self.sigma.new_zeros(r_max, r_max)
-        sigma_new[:r, :r] = torch.diag(self.adapted_top_values())
-        sigma_new[r:, r:] = torch.diag(self.sigma[r:]) + self.X @ self.Y
-        return matrix_to_weight(self.U @ F.relu(sigma_new) @ self.Vh, self.weight.shape)
 
 
 class Block(nn.Module):
@@ -92,20 +78,6 @@ def step(layer: nn.Module, x: Tensor, upstream: Tensor) -> float:
     loss.backward()
     synchronise(x.device)
     return time.perf_counter() - began
-
-
-def synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def check_direct_matches(models: dict[str, Block], inputs: dict[str, Tensor]) -> None:

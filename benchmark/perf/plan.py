@@ -1,9 +1,9 @@
 """`saltbench plan`: what a grid will cost, before anything trains.
 
 For every distinct (backbone, method entry, batch size, input size) of the grid, the model is built
-as its cells build it (cell_model.build_cell_model, the grid's own weights and SVD cache) and timed
-for a few real training steps on random images on the device at hand (perf.train_speed's step, the
-median of the timed steps), plus a few forward passes of its merged model; the peak memory of those
+as its cells build it (models.cell_model.build_cell_model, the grid's own weights and SVD cache) and
+timed for a few of the training steps its cells take (engine.step with the grid's `train` settings,
+through perf.timing; the median of the timed steps) on random images on the device at hand, plus a few forward passes of its merged model; the peak memory of those
 steps is read (CUDA: the caching allocator's peak reserved memory; CPU: the process's peak RSS,
 which never falls, so later setups repeat the largest peak so far). Each cell's projection scales
 that setup's times by its dataset's image counts: training images / batch x step seconds per
@@ -25,17 +25,17 @@ import torch
 
 import methods
 from methods import svd_cache
-from benchmark.cell_model import build_cell_model
+from benchmark.models.cell_model import build_cell_model
 from benchmark.cost.measure import ACCELERATOR_KIND, HOST_KIND, MB, cuda_memory, peak_rss_mb
 from benchmark.data.dataset import split_pairs
 from benchmark.data.sources import load_pairs
-from benchmark.grid import Cell, expand_cells
-from benchmark.perf.train_speed import inference_times, train_step_times
+from benchmark.grid import Cell, all_cells, cell_config, row_train
+from benchmark.perf.timing import inference_times, train_step_times
 
 TRUST = ("How far to trust it: a projection from a few steps on random images, in the plan's process, at the "
          "load the host has while it measures; a grid run later on a busier or quieter machine differs by that "
-         "much. The test holds training seconds per epoch within 3x of a real cell on a shared CPU host (README "
-         "\"What a cell costs\" shows plan against measured for the default grid's cells). Memory on CUDA is the "
+         "much. The test holds training seconds per epoch within 3x of a real cell on a shared CPU host (docs/cost.md "
+         "shows plan against measured for the default grid's cells). Memory on CUDA is the "
          "allocator's peak reserved memory for the same step and batch, what an out-of-memory error is about; "
          "on a CPU it is the plan process's peak RSS so far, which never falls.")
 
@@ -63,11 +63,15 @@ class Projection:
     seconds_per_epoch: float
     total_s: float
     peak_mb: float
+    role: str = "table"  # "table", "trial" (tuning), or "reuses a trial" (a tuned cell whose trial has its settings)
 
 
 def setup_key(cell: Cell, config: dict) -> str:
-    """What fixes a training step's cost: the model (backbone and method entry), batch and input size."""
-    return json.dumps({"backbone": cell.backbone, "entry": cell.entry, "batch": config["train"]["batch_size"],
+    """What fixes a training step's cost: the model (backbone and method entry), the row's batch and
+    precision, and the input size (not the lr or the epochs: a step costs the same)."""
+    train = row_train(config, cell.entry)
+    return json.dumps({"backbone": cell.backbone, "entry": {k: v for k, v in cell.entry.items() if k != "train"},
+                       "batch": train["batch_size"], "precision": train["precision"],
                        "input_size": config["input_size"]}, sort_keys=True)
 
 
@@ -98,7 +102,7 @@ def measure(cell: Cell, config: dict, device: torch.device, batch: int, warmup: 
     if memory is not None:
         memory.reset_peak()
     size, precision = config["input_size"], config["train"]["precision"]
-    step = statistics.median(train_step_times(model, size, batch, precision, device, warmup, steps))
+    step = statistics.median(train_step_times(model, config["train"], size, batch, device, warmup, steps))
     peak = memory.peak_reserved() / MB if memory is not None else peak_rss_mb()
     merged = methods.merge_model(copy.deepcopy(model))
     forward = statistics.median(inference_times({"merged": merged}, size, batch, precision, device, warmup, steps)["merged"])
@@ -116,15 +120,19 @@ def _measure_or_overflow(cell: Cell, config: dict, device: torch.device, batch: 
 
 
 def project(cell: Cell, config: dict, measured: Measured, images: dict[str, int]) -> Projection:
-    """Scale the setup's step and forward times by the cell's image counts."""
-    train_cfg = config["train"]
+    """Scale the setup's step and forward times by the cell's image counts, with the cell's row's
+    settings; a tuned cell whose trials ran at its full budget reuses the chosen trial and costs nothing."""
+    if cell.tuned and "epochs" not in config["tune"]:
+        return Projection(cell.id, setup_label(cell), images, 0.0, 0.0, measured.peak_mb, "reuses a trial")
+    train_cfg = cell_config(config, cell)["train"]
     batch, epochs = train_cfg["batch_size"], train_cfg["epochs"] if measured.trains else 0
     per_epoch = images["train"] / batch * measured.step_s if epochs else 0.0
-    validates = train_cfg["selection"] == "validation" and epochs > 0
+    validates = (train_cfg["selection"] == "validation" or cell.trial_of is not None) and epochs > 0
     validation = images["val"] / batch * measured.forward_s if validates else 0.0
     test = images["test"] / batch * measured.forward_s
     total = measured.build_s + epochs * (per_epoch + validation) + test
-    return Projection(cell.id, setup_label(cell), images, per_epoch, total, measured.peak_mb)
+    return Projection(cell.id, setup_label(cell), images, per_epoch, total, measured.peak_mb,
+                      "trial" if cell.trial_of is not None else "table")
 
 
 def makespan(seconds: list[float], gpus: int) -> float:
@@ -171,13 +179,14 @@ def over_memory(config: dict, cells: dict[str, Cell], measured: dict[str, Measur
 
 def plan(config: dict, device: torch.device, warmup: int = 1, steps: int = 3) -> tuple[list[Projection], dict[str, Measured]]:
     """Measure each distinct setup once and project every cell of the grid."""
-    cells = expand_cells(config)
+    cells = all_cells(config)
     counts = image_counts(config)
     measured: dict[str, Measured] = {}
     for cell in cells.values():
         key = setup_key(cell, config)
         if key not in measured:
-            measured[key] = _measure_or_overflow(cell, config, device, config["train"]["batch_size"], warmup, steps)
+            measured[key] = _measure_or_overflow(cell, cell_config(config, cell), device,
+                                                 row_train(config, cell.entry)["batch_size"], warmup, steps)
             print(f"measured {setup_label(cell)}: {measured[key].step_s:.3f} s per step, "
                   f"{measured[key].peak_mb:,.0f} MB peak", flush=True)
     return [project(cell, config, measured[setup_key(cell, config)], counts[cell.dataset]) for cell in cells.values()], measured
@@ -193,5 +202,12 @@ def to_markdown(projections: list[Projection], measured: dict[str, Measured], gp
     totals = [p.total_s for p in projections]
     lines += ["", f"Grid: {len(projections)} cells, {sum(totals) / 3600:.2f} h on 1 device"
               + (f", {makespan(totals, gpus) / 3600:.2f} h on {gpus} devices (longest cells first)" if gpus > 1 else "")
-              + ".", "", TRUST]
+              + "."]
+    trials = [p.total_s for p in projections if p.role == "trial"]
+    if trials:
+        table = [p.total_s for p in projections if p.role != "trial"]
+        reused = sum(p.role == "reuses a trial" for p in projections)
+        lines += ["", f"Of which tuning trials: {len(trials)} cells, {sum(trials) / 3600:.2f} h; table cells: "
+                  f"{len(table)}, {sum(table) / 3600:.2f} h ({reused} reuse the trial that trained with their settings)."]
+    lines += ["", TRUST]
     return "\n".join(lines) + "\n"

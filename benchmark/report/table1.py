@@ -4,7 +4,6 @@ A pure function of `results/cells/*/summary.json`: rerunning it on the same file
 table, so the table can be regenerated without retraining anything.
 """
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,63 +12,12 @@ import pandas as pd
 from benchmark.io import write_text
 from benchmark.report import latex, markdown
 from benchmark.report.rows import distinct, seed_stats
+from benchmark.summary import validate_summary
 
 GROUPS = {"baseline": "Traditional DL Methods", "zero-shot": "Zero-shot", "peft": "PEFT methods"}
 DASH = "–"
 MISSING = "n/a"
 SEED_SPREAD = "Cells with several seeds show mean ± sample std (ddof=1) over seeds."
-REQUIRED_KEYS = (
-    "cell",
-    "backbone",
-    "weights",
-    "seed",
-    "method.id",
-    "method.label",
-    "method.group",
-    "dataset.name",
-    "dataset.label",
-    "dataset.data",
-    "params.trainable",
-    "params.trainable_pct",
-    "metrics.dice_mean",
-    "metrics.hd95_mean",
-)
-
-
-def validate_summary(summary: object, source: str) -> None:
-    """Fail early, naming the file or cell, instead of deep inside the table code."""
-    if not isinstance(summary, dict):
-        raise ValueError(f"{source}: a cell summary must be a JSON object, got {type(summary).__name__}")
-    for dotted in REQUIRED_KEYS:
-        node: object = summary
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                raise ValueError(f"{source}: missing key '{dotted}'")
-            node = node[part]
-    group = summary["method"]["group"]
-    if group not in GROUPS:
-        raise ValueError(f"{source}: method.group is {group!r}, expected one of {sorted(GROUPS)}")
-
-
-def load_summaries(cells_dir: Path) -> list[dict]:
-    """Every `<cell>/summary.json` under cells_dir, in sorted cell order for a stable table."""
-    cells_dir = Path(cells_dir)
-    if not cells_dir.is_dir():
-        raise FileNotFoundError(f"cells directory not found: {cells_dir}")
-    paths = sorted(cells_dir.glob("*/summary.json"))
-    if not paths:
-        raise FileNotFoundError(f"no */summary.json under {cells_dir}")
-    summaries = []
-    for path in paths:
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: malformed summary.json ({error})") from error
-        validate_summary(summary, str(path))
-        summaries.append(summary)
-    return summaries
-
-
 def over_seeds(values: list, decimals: int) -> str:
     """One seed: the value; several: mean ± std over seeds; none defined (HD95 may be NaN or null
     where it is undefined): a dash."""
