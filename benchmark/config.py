@@ -12,7 +12,8 @@ import jsonschema
 import yaml
 
 from benchmark.config_checks import check_devices, check_ranks, require_paths
-from benchmark.grid import ROW_KEYS, ConfigError, entry_id, row_keys
+from benchmark.errors import ConfigError, UnknownNameError
+from benchmark.grid import ROW_KEYS, TUNE_KEYS, entry_id, row_keys
 from benchmark.paper.published import published
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
@@ -71,11 +72,13 @@ def _coerce_numbers(value: object, schema: dict) -> object:
 def _check_entries(config: dict) -> None:
     import baselines
     import methods
-    from benchmark.models import BACKBONES
+    from benchmark.models import get_backbone
 
     for key, backbone in config["backbones"].items():
-        if backbone["name"] not in BACKBONES:
-            raise ConfigError(f"backbones.{key}: unknown backbone {backbone['name']!r}; known: {', '.join(sorted(BACKBONES))}")
+        try:
+            get_backbone(backbone["name"])
+        except UnknownNameError as error:
+            raise ConfigError(f"backbones.{key}: {error}") from None
     if config["methods"] and not config["backbones"]:
         raise ConfigError("methods are listed but no backbone is: add a `backbones:` section")
     seen: set[str] = set()
@@ -103,9 +106,10 @@ def _check_entries(config: dict) -> None:
 
 
 def _check_datasets(config: dict) -> None:
-    from benchmark.data.sources import READERS, config_problem
+    from benchmark.data.sources import config_problem, get_reader
 
-    select_on_val = config["train"]["selection"] == "validation"
+    # a tuned grid chooses its rows' settings on validation even where the test epoch is the last
+    select_on_val = config["train"]["selection"] == "validation" or bool(config.get("tune"))
     for name, ds in config["datasets"].items():
         problem = config_problem(ds)
         if problem:
@@ -122,9 +126,61 @@ def _check_datasets(config: dict) -> None:
             continue
         if "root" not in ds:
             raise ConfigError(f"datasets.{name}: kind {ds['kind']!r} needs a `root` folder")
-        if "validation" in READERS[ds["kind"]].options:
+        if "validation" in get_reader(ds["kind"]).options:
             # model selection needs the split's validation images held out of training
             ds.setdefault("validation", select_on_val)
+
+
+def _row_train_schema() -> dict:
+    """The grid's `train` schema without its defaults: a row's `train` states only what differs."""
+    schema = copy.deepcopy(_schema()["properties"]["train"])
+    for sub in schema["properties"].values():
+        sub.pop("default", None)
+    return schema
+
+
+def _check_row_train(config: dict) -> None:
+    """A row's own `train` is validated as the grid's is, and named with its row."""
+    schema = _row_train_schema()
+    for section in ("methods", "baselines"):
+        for entry in config[section]:
+            if "train" not in entry:
+                continue
+            entry["train"] = _coerce_numbers(entry["train"], schema)
+            try:
+                jsonschema.validate(entry["train"], schema)
+            except jsonschema.ValidationError as error:
+                where = ".".join(str(p) for p in error.absolute_path)
+                raise ConfigError(f"{section} entry {entry_id(entry)!r}: train{'.' + where if where else ''}: "
+                                  f"{error.message}") from None
+
+
+def _check_tune(config: dict) -> None:
+    """`tune` names one numeric training setting, rows of this grid that train, and a screening
+    budget no longer than the grid's; and its datasets can be selected on without test images."""
+    tune = config.get("tune")
+    if not tune:
+        return
+    params = [key for key in tune if key not in TUNE_KEYS]
+    numeric = [key for key, sub in _row_train_schema()["properties"].items() if "number" in str(sub.get("type"))]
+    if len(params) != 1 or params[0] not in numeric:
+        raise ConfigError(f"tune: list values for exactly one numeric training setting ({', '.join(numeric)}); "
+                          f"got {params or 'none'}")
+    if tune.get("epochs", 0) > config["train"]["epochs"]:
+        raise ConfigError(f"tune.epochs {tune['epochs']} is longer than train.epochs {config['train']['epochs']}: "
+                          "trials screen at a shorter budget, never a longer one")
+    trained = {entry_id(e): e for e in config["baselines"]} | {entry_id(e): e for e in config["methods"] if e["name"] != "frozen"}
+    if tune["rows"] != "all":
+        unknown = [row for row in tune["rows"] if row not in trained]
+        if unknown:
+            raise ConfigError(f"tune.rows: {unknown} are not rows of this grid that train; rows: {', '.join(trained)}")
+    for name, ds in config["datasets"].items():
+        if ds["kind"] == "synthetic" and ds.get("n_val") == 0:
+            raise ConfigError(f"datasets.{name}: n_val is 0, but a tuned grid chooses on validation images; give it "
+                              "some (n_val), or the choice would have to read test images")
+        if ds.get("validation") is False:
+            raise ConfigError(f"datasets.{name}: validation is false, so its validation images train and a tuned grid "
+                              "would have nothing but test images to choose on; set validation: true")
 
 
 def _check_subsets(config: dict) -> None:
@@ -203,6 +259,8 @@ def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> 
         raise ConfigError(f"config invalid at {where}: {error.message}") from None
     _fill_defaults(config, _schema())
     _check_entries(config)
+    _check_row_train(config)
+    _check_tune(config)
     check_ranks(config)  # every method entry fits the layers it targets (built on the meta device)
     check_devices(config)  # and can run on the grid's device (QLoRA's 4-bit layers)
     _check_datasets(config)

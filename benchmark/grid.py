@@ -10,15 +10,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-# Keys of a method/baseline entry that describe the row, not the method's hyper-parameters.
-ROW_KEYS = ("id", "label")
+# Keys of a method/baseline entry that describe the row, not the method's hyper-parameters; `train`
+# holds the row's own training settings, over the grid's `train`.
+ROW_KEYS = ("id", "label", "train")
+# Keys of `tune` besides the one training setting it lists values for.
+TUNE_KEYS = ("rows", "epochs")
 # Training settings that change how fast a cell runs, never its result (tests/test_engine.py
 # trains with 0 and 2 DataLoader workers and compares bit for bit): not part of the fingerprint.
 RESULT_FREE_TRAIN_KEYS = ("workers",)
 
-
-class ConfigError(ValueError):
-    """A config that cannot run; raised before any job starts."""
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,10 @@ class Cell:
     seed: int
     dataset: str
     group: str  # "baseline", "zero-shot" or "peft"
-    entry: dict  # the method or baseline entry of the config (id, label, name, hparams)
+    entry: dict  # the method or baseline entry of the config (id, label, name, hparams, train)
     backbone: str | None  # key into config["backbones"]; None for baselines
+    tuned: bool = False  # a tuned row's table cell: trains with the value chosen on validation
+    trial_of: str | None = None  # a tuning trial: the tuning key (row and dataset) it is a trial of
 
     def hparams(self) -> dict:
         return {k: v for k, v in self.entry.items() if k not in ROW_KEYS}
@@ -69,7 +71,8 @@ def expand_cells(config: dict) -> dict[str, Cell]:
     for seed in config["seeds"]:
         for dataset in config["datasets"]:
             for entry in config["baselines"]:
-                cell = Cell(f"{entry_id(entry)}-{dataset}-s{seed}", seed, dataset, "baseline", entry, None)
+                cell = Cell(f"{entry_id(entry)}-{dataset}-s{seed}", seed, dataset, "baseline", entry, None,
+                            is_tuned(config, entry, "baseline"))
                 cells[cell.id] = cell
             for backbone, spec in config["backbones"].items():
                 if dataset not in spec.get("datasets", config["datasets"]):
@@ -78,8 +81,70 @@ def expand_cells(config: dict) -> dict[str, Cell]:
                     if entry_id(entry) not in spec.get("methods", [entry_id(e) for e in config["methods"]]):
                         continue
                     cell_id = f"{backbone}-{entry_id(entry)}-{dataset}-s{seed}"
-                    cells[cell_id] = Cell(cell_id, seed, dataset, _group(entry), entry, backbone)
+                    cells[cell_id] = Cell(cell_id, seed, dataset, _group(entry), entry, backbone,
+                                          is_tuned(config, entry, _group(entry)))
     return cells
+
+
+def row_train(config: dict, entry: dict) -> dict:
+    """The training settings of a row: the grid's `train` with the row's own `train` on top."""
+    return {**config["train"], **entry.get("train", {})}
+
+
+def cell_config(config: dict, cell: Cell) -> dict:
+    """The grid as `cell` sees it: its `train` is the cell's row's (and trial's) settings."""
+    return {**config, "train": row_train(config, cell.entry)}
+
+
+def train_overrides(config: dict, entry: dict) -> dict:
+    """The row's settings that differ from the grid's, for every table to say so."""
+    return {k: v for k, v in entry.get("train", {}).items() if config["train"].get(k) != v}
+
+
+def tuned_param(config: dict) -> str | None:
+    """The training setting a grid's `tune` lists values for (config.py checks there is one)."""
+    tune = config.get("tune")
+    return None if not tune else next(key for key in tune if key not in TUNE_KEYS)
+
+
+def is_tuned(config: dict, entry: dict, group: str) -> bool:
+    """Whether a row is tuned: the grid tunes, the row trains, is among `tune.rows`, and does not
+    fix the tuned setting itself."""
+    param = tuned_param(config)
+    if param is None or group == "zero-shot" or param in entry.get("train", {}):
+        return False
+    rows = config["tune"].get("rows", "all")
+    return rows == "all" or entry_id(entry) in rows
+
+
+def tuning_key(cell: Cell) -> str:
+    """What one choice is made for: a row on a dataset, over its seeds."""
+    return f"{cell.backbone}-{entry_id(cell.entry)}-{cell.dataset}" if cell.backbone else f"{entry_id(cell.entry)}-{cell.dataset}"
+
+
+def expand_trials(config: dict) -> dict[str, Cell]:
+    """The tuning trials of the grid: for every tuned table cell, one cell per value of the tuned
+    setting (at `tune.epochs` when the trials screen at a shorter budget), id `<cell>-<param><value>`."""
+    param = tuned_param(config)
+    if param is None:
+        return {}
+    tune = config["tune"]
+    screen = {"epochs": tune["epochs"]} if "epochs" in tune else {}
+    trials: dict[str, Cell] = {}
+    for cell in expand_cells(config).values():
+        if not cell.tuned:
+            continue
+        for value in tune[param]:
+            entry = {**cell.entry, "train": {**cell.entry.get("train", {}), param: value, **screen}}
+            trial = Cell(f"{cell.id}-{param}{value:g}", cell.seed, cell.dataset, cell.group, entry, cell.backbone,
+                         trial_of=tuning_key(cell))
+            trials[trial.id] = trial
+    return trials
+
+
+def all_cells(config: dict) -> dict[str, Cell]:
+    """Every cell a run of the grid trains: the tuning trials, then the table cells."""
+    return {**expand_trials(config), **expand_cells(config)}
 
 
 def backbone_spec(config: dict, key: str) -> dict:
@@ -89,13 +154,16 @@ def backbone_spec(config: dict, key: str) -> dict:
 
 
 def fingerprint(cell: Cell, config: dict) -> str:
-    """Hash of everything that determines a cell's result; a changed config invalidates old files."""
+    """Hash of everything that determines a cell's result; a changed config invalidates old files.
+    The row's settings count as they act (merged over the grid's), so a trial and a table cell that
+    train with the same settings have the same fingerprint, and a row without settings of its own
+    keeps the fingerprint it had before rows could have them."""
     relevant = {
-        "entry": cell.entry,
+        "entry": {k: v for k, v in cell.entry.items() if k != "train"},
         "seed": cell.seed,
         "dataset": config["datasets"][cell.dataset],
         "backbone": backbone_spec(config, cell.backbone) if cell.backbone else None,
-        "train": {k: v for k, v in config["train"].items() if k not in RESULT_FREE_TRAIN_KEYS},
+        "train": {k: v for k, v in row_train(config, cell.entry).items() if k not in RESULT_FREE_TRAIN_KEYS},
         "input_size": config["input_size"],
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -11,9 +11,12 @@ from benchmark.report.curves import write_training_curves
 from benchmark.report.pareto import write_pareto
 from benchmark.report.qualitative import write_qualitative
 from benchmark.report.sam2_table import write_sam2_table
-from benchmark.report.table1 import build_table1, load_summaries, write_table1
+from benchmark.report.settings import settings_notes
+from benchmark.report.table1 import build_table1, write_table1
 from benchmark.report.table1_stats import build_table1_stats, write_table1_stats
+from benchmark.report.tuning import write_tuning
 from benchmark.report.vs_published import build_vs_published, write_vs_published
+from benchmark.summary import load_summaries
 
 
 def _note(config: dict, summaries: list[dict]) -> str:
@@ -31,6 +34,7 @@ def _note(config: dict, summaries: list[dict]) -> str:
         f"HD95: {HD95_CONVENTION}",
         "Metrics computed at: " + "; ".join(resolutions) + ".",
         "Code: " + ", ".join(commits) + ".",
+        *settings_notes(config, summaries),
     ]
     return "\n\n".join(lines)
 
@@ -63,15 +67,17 @@ def write_grid_figures(config: dict) -> list[Path]:
     out = Path(config["figures_dir"])
     cells_dir = Path(config["results_dir"]) / "cells"
     labels = {s["dataset"]["name"]: s["dataset"]["label"] for s in summaries}
+    notes = settings_notes(config, summaries)  # which rows trained otherwise than the grid says, in every table
     table1 = write_grid_table1(config, summaries)
     return [
         table1, table1.with_suffix(".csv"), table1.with_suffix(".tex"),
-        *write_table1_stats(build_table1_stats(summaries, cells_dir), out, labels),
-        *write_vs_published(config, build_vs_published(config, summaries), out),
-        *write_sam2_table(config, summaries, out),
-        *write_cost_table(build_cost_table(summaries, cells_dir), out),
+        *write_table1_stats(build_table1_stats(summaries, cells_dir), out, labels, notes),
+        *write_vs_published(config, build_vs_published(config, summaries), out, notes),
+        *write_sam2_table(config, summaries, out, notes),
+        *write_cost_table(build_cost_table(summaries, cells_dir), out, notes),
         write_ablation_bubble(config, summaries, out),
         write_pareto(config, summaries, out),
         write_qualitative(config, summaries, out),
         write_training_curves(config, summaries, out),
+        *(write_tuning(config, out) if config.get("tune") else []),
     ]

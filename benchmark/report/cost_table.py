@@ -127,8 +127,8 @@ EXPLANATION = (
 )
 
 
-def write_cost_table(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """cost.md and cost.csv under out_dir."""
+def write_cost_table(df: pd.DataFrame, out_dir: Path, notes: list[str] = ()) -> list[Path]:
+    """cost.md and cost.csv under out_dir; `notes`: the rows trained with settings of their own."""
     out_dir = Path(out_dir)
     md_path, csv_path = out_dir / "cost.md", out_dir / "cost.csv"
     write_text(csv_path, df.to_csv(index=False))
@@ -142,6 +142,6 @@ def write_cost_table(df: pd.DataFrame, out_dir: Path) -> list[Path]:
              for column, value in record.items()]
             for record in df.to_dict("records"))
     lines = ["# Cost per row: trainable parameters, GFLOPs per image, measured time and memory", "", EXPLANATION, "",
-             *markdown.table(COLUMNS, rows)]
+             *(line for note in notes for line in (note, "")), *markdown.table(COLUMNS, rows)]
     write_text(md_path, "\n".join(lines) + "\n")
     return [md_path, csv_path]

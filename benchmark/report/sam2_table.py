@@ -42,8 +42,9 @@ def build_sam2_table(summaries: list[dict]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def write_sam2_table(config: dict, summaries: list[dict], out_dir: Path) -> list[Path]:
-    """sam2_table.md and sam2_table.csv (header only when the grid has no SAM2 cell)."""
+def write_sam2_table(config: dict, summaries: list[dict], out_dir: Path, notes: list[str] = ()) -> list[Path]:
+    """sam2_table.md and sam2_table.csv (header only when the grid has no SAM2 cell); `notes`: the
+    rows trained with settings of their own."""
     out_dir = Path(out_dir)
     md_path, csv_path = out_dir / "sam2_table.md", out_dir / "sam2_table.csv"
     chosen = sam2_summaries(config, summaries)
@@ -54,7 +55,8 @@ def write_sam2_table(config: dict, summaries: list[dict], out_dir: Path) -> list
                      f"with `{SAM2_PREFIX}`): there is nothing to put in this table.")
     else:
         df = build_sam2_table(chosen)
-        lines += [SEED_SPREAD, ""] + markdown.table(list(df.columns), df.itertuples(index=False))
+        lines += [SEED_SPREAD, "", *(line for note in notes for line in (note, ""))]
+        lines += markdown.table(list(df.columns), df.itertuples(index=False))
     write_text(csv_path, df.to_csv(index=False))
     write_text(md_path, "\n".join(lines) + "\n")
     return [md_path, csv_path]

@@ -85,12 +85,14 @@ def build_table1_stats(summaries: list[dict], cells_dir: Path) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=COLUMNS)
 
 
-def write_table1_stats(df: pd.DataFrame, out_dir: Path, labels: dict[str, str]) -> list[Path]:
-    """table1_stats.csv (raw numbers) and table1_stats.md; labels: dataset key -> label."""
+def write_table1_stats(df: pd.DataFrame, out_dir: Path, labels: dict[str, str], notes: list[str] = ()) -> list[Path]:
+    """table1_stats.csv (raw numbers) and table1_stats.md; labels: dataset key -> label; `notes`: the
+    rows trained with settings of their own."""
     out_dir = Path(out_dir)
     csv_path, md_path = out_dir / "table1_stats.csv", out_dir / "table1_stats.md"
     write_text(csv_path, df.to_csv(index=False))
-    lines = ["# Table 1 statistics: SALT vs the other PEFT rows (paired Wilcoxon, Holm)", "", EXPLANATION, ""]
+    lines = ["# Table 1 statistics: SALT vs the other PEFT rows (paired Wilcoxon, Holm)", "", EXPLANATION, "",
+             *(line for note in notes for line in (note, ""))]
     if df.empty:
         lines.append("This grid has no SALT row beside another PEFT row of the same backbone: nothing to compare.")
     else:

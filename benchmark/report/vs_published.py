@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.grid import tuned_param
 from benchmark.io import write_text
 from benchmark.report import markdown
 from benchmark.paper.mapping import paper_section
@@ -95,6 +96,8 @@ def protocol_differences(config: dict) -> list[str]:
         notes.append(f"test on the epoch selected by {train['selection']} Dice (paper: the last epoch)")
     if len(config["seeds"]) == 1:
         notes.append("one seed (no spread over seeds)")
+    if config.get("tune"):
+        notes.append(f"{tuned_param(config)} chosen per row and dataset on validation (paper: one lr for every row)")
     return notes
 
 
@@ -208,7 +211,7 @@ def _markdown_cells(r: object) -> list[str]:
             r.flag, r.comparable, r.data if r.paper_dataset else "–"]
 
 
-def _markdown(config: dict, df: pd.DataFrame) -> str:
+def _markdown(config: dict, df: pd.DataFrame, notes: list[str] = ()) -> str:
     datasets, _ = paper_section(config)
     unmapped = [name for name in config["datasets"] if name not in datasets]
     lines = [f"# Reproduced vs published (grid `{config.get('name', 'grid')}`)", "",
@@ -216,6 +219,7 @@ def _markdown(config: dict, df: pd.DataFrame) -> str:
     lines += [f"- {text}" for text in TOLERANCES]
     lines += ["", "Protocol differences from the paper (all rows): "
               + ("; ".join(protocol_differences(config)) or "none") + "."]
+    lines += [line for note in notes for line in ("", note)]
     if unmapped:
         lines += ["", "Datasets with no paper column (`paper.datasets`): " + ", ".join(unmapped) + "."]
     compared = df[df["status"] == "compared"]
@@ -243,10 +247,11 @@ def _markdown(config: dict, df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_vs_published(config: dict, df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """vs_published.md and vs_published.csv (one line per compared metric or listed row)."""
+def write_vs_published(config: dict, df: pd.DataFrame, out_dir: Path, notes: list[str] = ()) -> list[Path]:
+    """vs_published.md and vs_published.csv (one line per compared metric or listed row); `notes`:
+    the rows trained with settings of their own."""
     out_dir = Path(out_dir)
     md_path, csv_path = out_dir / "vs_published.md", out_dir / "vs_published.csv"
     write_text(csv_path, df.to_csv(index=False))
-    write_text(md_path, _markdown(config, df))
+    write_text(md_path, _markdown(config, df, notes))
     return [md_path, csv_path]

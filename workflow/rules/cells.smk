@@ -1,4 +1,6 @@
-# Datasets are generated or validated once; each cell trains and evaluates one model.
+# Datasets are generated or validated once; each cell trains and evaluates one model. In a tuned
+# grid, a tuned row's trials run first, `select` chooses on their validation Dice, and the row's
+# table cells then train with the chosen value (or take the trial that trained with exactly it).
 
 rule dataset:
     output:
@@ -11,9 +13,28 @@ rule dataset:
         "saltbench data --config {params.grid} --dataset {wildcards.dataset} > {output}.tmp 2> {log}"
         " && mv {output}.tmp {output}"
 
+def cell_inputs(wc):
+    cell = CELLS[wc.cell]
+    selection = [RESULTS / "tuning" / f"{tuning_key(cell)}.json"] if cell.tuned else []
+    return [RESULTS / "datasets" / f"{cell.dataset}.txt", *selection]
+
+
+rule select:
+    input:
+        lambda wc: [RESULTS / "cells" / trial / "summary.json" for trial in TRIALS[wc.key]],
+    output:
+        RESULTS / "tuning" / "{key}.json",
+    log:
+        RESULTS / "logs" / "select-{key}.log",
+    params:
+        grid=str(GRID_FILE),
+    shell:
+        "saltbench select --config {params.grid} --key {wildcards.key} > {log} 2>&1"
+
+
 rule cell:
     input:
-        lambda wc: RESULTS / "datasets" / f"{CELLS[wc.cell].dataset}.txt",
+        cell_inputs,
     output:
         RESULTS / "cells" / "{cell}" / "summary.json",
         RESULTS / "cells" / "{cell}" / "per_image.csv",
