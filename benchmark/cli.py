@@ -20,6 +20,7 @@ def _config(path: str):
 
 def cmd_validate(args: argparse.Namespace) -> None:
     from benchmark.data.sources import load_pairs
+    from benchmark.data.subsets import check_subsets
     from benchmark.grid import expand_cells, expand_trials
     from benchmark.tuning import require_validation
 
@@ -28,6 +29,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
         if dataset["kind"] != "synthetic":
             pairs = load_pairs(name, dataset, Path(config["results_dir"]))
             require_validation(config, name, pairs)
+            check_subsets(name, dataset, pairs)
             print(f"dataset {name}: {len(pairs)} valid image/mask pairs")
     cells, trials = len(expand_cells(config)), len(expand_trials(config))
     print(f"{args.config}: valid, {cells} cells" + (f" and {trials} tuning trials" if trials else ""))
@@ -50,6 +52,7 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 def cmd_data(args: argparse.Namespace) -> None:
     from benchmark.data.sources import load_pairs
+    from benchmark.data.subsets import check_subsets
     from benchmark.tuning import require_validation
 
     config = _config(args.config)
@@ -57,6 +60,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         sys.exit(f"no dataset {args.dataset!r} in {args.config}; known: {', '.join(config['datasets'])}")
     pairs = load_pairs(args.dataset, config["datasets"][args.dataset], Path(config["results_dir"]))
     require_validation(config, args.dataset, pairs)
+    check_subsets(args.dataset, config["datasets"][args.dataset], pairs)
     print(f"{args.dataset}: {len(pairs)} valid image/mask pairs")
 
 

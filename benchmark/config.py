@@ -118,6 +118,10 @@ def _check_datasets(config: dict) -> None:
             missing = [k for k in ("modality", "n_train", "n_test") if k not in ds]
             if missing:
                 raise ConfigError(f"datasets.{name}: a synthetic dataset needs {missing}")
+            too_large = [n for n in ds.get("train_subsets", []) if n >= ds["n_train"]]
+            if too_large:
+                raise ConfigError(f"datasets.{name}: train_subsets {too_large} are not smaller than its {ds['n_train']} "
+                                  "training images (the whole set is always a column of its own)")
             from benchmark.data.synthetic import MODALITIES
 
             if ds["modality"] not in MODALITIES:

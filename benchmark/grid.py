@@ -33,9 +33,15 @@ class Cell:
     backbone: str | None  # key into config["backbones"]; None for baselines
     tuned: bool = False  # a tuned row's table cell: trains with the value chosen on validation
     trial_of: str | None = None  # a tuning trial: the tuning key (row and dataset) it is a trial of
+    n_train: int | None = None  # trains on a nested subset of this many of the dataset's training images
 
     def hparams(self) -> dict:
         return {k: v for k, v in self.entry.items() if k not in ROW_KEYS}
+
+    @property
+    def column(self) -> str:
+        """The dataset column the cell reports in: the dataset, or `<dataset>_n<k>` for a subset."""
+        return self.dataset if self.n_train is None else f"{self.dataset}_n{self.n_train}"
 
 
 def entry_id(entry: dict) -> str:
@@ -65,14 +71,27 @@ def _group(entry: dict) -> str:
     return "zero-shot" if entry["name"] == "frozen" else "peft"
 
 
+def columns(config: dict) -> list[tuple[str, int | None]]:
+    """(dataset, training subset size) of every dataset column: each dataset, then its
+    `train_subsets`, smallest first (None: all its training images)."""
+    return [(name, size) for name, spec in config["datasets"].items()
+            for size in (None, *sorted(spec.get("train_subsets", [])))]
+
+
+def has_size_axis(config: dict) -> bool:
+    """Whether any dataset of the grid trains on training subsets too (`train_subsets`)."""
+    return any(spec.get("train_subsets") for spec in config["datasets"].values())
+
+
 def expand_cells(config: dict) -> dict[str, Cell]:
     """Every cell of the grid, keyed by id, in table order (baselines, then backbone x method)."""
     cells: dict[str, Cell] = {}
     for seed in config["seeds"]:
-        for dataset in config["datasets"]:
+        for dataset, size in columns(config):
+            column = dataset if size is None else f"{dataset}_n{size}"
             for entry in config["baselines"]:
-                cell = Cell(f"{entry_id(entry)}-{dataset}-s{seed}", seed, dataset, "baseline", entry, None,
-                            is_tuned(config, entry, "baseline"))
+                cell = Cell(f"{entry_id(entry)}-{column}-s{seed}", seed, dataset, "baseline", entry, None,
+                            is_tuned(config, entry, "baseline"), n_train=size)
                 cells[cell.id] = cell
             for backbone, spec in config["backbones"].items():
                 if dataset not in spec.get("datasets", config["datasets"]):
@@ -80,9 +99,9 @@ def expand_cells(config: dict) -> dict[str, Cell]:
                 for entry in config["methods"]:
                     if entry_id(entry) not in spec.get("methods", [entry_id(e) for e in config["methods"]]):
                         continue
-                    cell_id = f"{backbone}-{entry_id(entry)}-{dataset}-s{seed}"
+                    cell_id = f"{backbone}-{entry_id(entry)}-{column}-s{seed}"
                     cells[cell_id] = Cell(cell_id, seed, dataset, _group(entry), entry, backbone,
-                                          is_tuned(config, entry, _group(entry)))
+                                          is_tuned(config, entry, _group(entry)), n_train=size)
     return cells
 
 
@@ -118,8 +137,8 @@ def is_tuned(config: dict, entry: dict, group: str) -> bool:
 
 
 def tuning_key(cell: Cell) -> str:
-    """What one choice is made for: a row on a dataset, over its seeds."""
-    return f"{cell.backbone}-{entry_id(cell.entry)}-{cell.dataset}" if cell.backbone else f"{entry_id(cell.entry)}-{cell.dataset}"
+    """What one choice is made for: a row on a dataset column, over its seeds."""
+    return f"{cell.backbone}-{entry_id(cell.entry)}-{cell.column}" if cell.backbone else f"{entry_id(cell.entry)}-{cell.column}"
 
 
 def expand_trials(config: dict) -> dict[str, Cell]:
@@ -137,7 +156,7 @@ def expand_trials(config: dict) -> dict[str, Cell]:
         for value in tune[param]:
             entry = {**cell.entry, "train": {**cell.entry.get("train", {}), param: value, **screen}}
             trial = Cell(f"{cell.id}-{param}{value:g}", cell.seed, cell.dataset, cell.group, entry, cell.backbone,
-                         trial_of=tuning_key(cell))
+                         trial_of=tuning_key(cell), n_train=cell.n_train)
             trials[trial.id] = trial
     return trials
 
@@ -162,6 +181,7 @@ def fingerprint(cell: Cell, config: dict) -> str:
         "entry": {k: v for k, v in cell.entry.items() if k != "train"},
         "seed": cell.seed,
         "dataset": config["datasets"][cell.dataset],
+        **({} if cell.n_train is None else {"n_train": cell.n_train}),
         "backbone": backbone_spec(config, cell.backbone) if cell.backbone else None,
         "train": {k: v for k, v in row_train(config, cell.entry).items() if k not in RESULT_FREE_TRAIN_KEYS},
         "input_size": config["input_size"],

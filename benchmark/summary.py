@@ -9,8 +9,9 @@ fails in the report's tests instead of silently printing an empty column.
 Sections whose keys are open by nature (a method entry's hyper-parameters, the train settings, the
 package versions) are declared as `OpenRecord`s: their named keys are documented, others pass.
 FORMAT is the version written into every summary; a summary without one was written by saltbench
-before the format had a version (format 1): it lacks `tuning` and `train_overrides` (a row then had
-no settings of its own) and is read with those as None and {}.
+before the format had a version (format 1): it lacks `tuning`, `train_overrides` and
+`dataset.n_train_subset` (a row then had no settings of its own, a cell all its training images) and
+is read with those as None, {} and None.
 """
 from __future__ import annotations
 
@@ -40,9 +41,10 @@ class MethodRecord(TypedDict):
 
 
 class DatasetRecord(TypedDict):
-    name: str
+    name: str  # the dataset column: the dataset key, or <key>_n<k> for a training subset
     label: str
     data: str  # how every output names the data (benchmark.data.sources.data_label)
+    n_train_subset: int | None  # trained on a nested subset of this many training images (train_subsets)
 
 
 class Params(TypedDict):
@@ -252,7 +254,9 @@ def as_summary(values: dict, where: str = "summary") -> Summary:
         raise SummaryFormatError(f"{where} has summary format {version!r}; this saltbench reads {READABLE} "
                                  "(rerun the cell with this version)")
     if version == 1:
-        values = {"format": 1, **values, "tuning": None, "train_overrides": {}}
+        dataset = values.get("dataset")
+        values = {"format": 1, **values, "tuning": None, "train_overrides": {},
+                  **({"dataset": {**dataset, "n_train_subset": None}} if isinstance(dataset, dict) else {})}
     return Record(values, Summary, where)  # type: ignore[return-value]
 
 

@@ -11,7 +11,7 @@ from benchmark.config import validate
 from benchmark.perf import plan as planner
 from benchmark.cost.measure import ACCELERATOR_KIND
 from benchmark.engine.cell import run_cell
-from benchmark.grid import expand_cells
+from benchmark.grid import all_cells, expand_cells
 from tests.conftest import tiny_grid
 
 # the stated trust of a projection on this shared 2-core host: training seconds per epoch within 3x
@@ -75,3 +75,21 @@ def test_cells_over_the_gpu_memory_are_named_with_a_batch_that_fits(tiny, monkey
     assert len(warnings) == 1
     assert "unet_tiny-bright-s0, unet_tiny-bright-s1" in warnings[0] and "train.batch_size 4 would fit" in warnings[0]
     assert planner.over_memory(config, cells, {key: _measured(0.1, peak=2900.0)}, 3000.0, torch.device("cpu"), 1, 1) == []
+
+
+def test_a_tuned_grid_projects_its_trials_and_table_cells_apart(tiny):
+    tuned = {**tiny, "tune": {"lr": [1.0e-3, 1.0e-2], "rows": "all"},
+             "datasets": {"bright": {**tiny["datasets"]["bright"], "n_val": 2}}}
+    config = validate(tuned)
+    cells = all_cells(config)
+    images = {"train": 4, "val": 2, "test": 2}
+    projections = [planner.project(cell, config, _measured(0.5), images) for cell in cells.values()]
+    roles = [p.role for p in projections]
+    assert roles == ["trial", "trial", "reuses a trial"], "a table cell takes the trial with its settings: no cost"
+    assert projections[-1].total_s == 0.0 and projections[0].total_s > 0.0
+    text = planner.to_markdown(projections, {"k": _measured(0.5)}, 1, "cpu")
+    assert "Of which tuning trials: 2 cells" in text and "table cells: 1" in text and "(1 reuse the trial" in text
+    screened = validate({**tuned, "tune": {**tuned["tune"], "epochs": 1}})
+    table = planner.project(next(iter(expand_cells(screened).values())), screened, _measured(0.5), images)
+    trial = planner.project(next(iter(all_cells(screened).values())), screened, _measured(0.5), images)
+    assert table.role == "table" and table.total_s > trial.total_s, "screening trials are shorter than the table cell"

@@ -64,7 +64,7 @@ def config_problem(cfg: dict) -> str | None:
     """What is wrong with a dataset entry's keys for its kind, or None."""
     kind = cfg["kind"]
     reader = get_reader(kind)
-    allowed = ("kind", "label", *(() if reader.generated else ("root",)), *reader.options)
+    allowed = ("kind", "label", *(() if reader.generated else ("root",)), *reader.options, "train_subsets")
     extra = sorted(set(cfg) - set(allowed))
     if extra:
         return f"kind {kind!r} does not take {extra}; it takes {', '.join(allowed[2:])}"

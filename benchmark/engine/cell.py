@@ -29,6 +29,7 @@ from benchmark.cost.measure import RunMeter, measured_cost
 from benchmark.cost.training import cached_training_cost, encoder_megabytes, trainable_share
 from benchmark.data.dataset import VesselDataset, split_pairs
 from benchmark.data.sources import data_label, load_pairs
+from benchmark.data.subsets import nested_subset
 from benchmark.engine.adapters import save_adapter
 from benchmark.models.cell_model import CellModel, build_cell_model
 from benchmark.engine.evaluate import evaluate, resolution_convention
@@ -92,6 +93,8 @@ def cell_datasets(cell: Cell, config: dict) -> dict[str, VesselDataset | None]:
     train_cfg = config["train"]
     dataset_cfg = config["datasets"][cell.dataset]
     pairs = load_pairs(cell.dataset, dataset_cfg, Path(config["results_dir"]))
+    if cell.n_train is not None:  # the training-set-size axis: a nested subset, the same for every row
+        pairs = nested_subset(pairs, cell.n_train, cell.seed)
     size, cache = config["input_size"], Path(config["results_dir"]) / "cache" / "data"
 
     def dataset(split: str, augment: bool) -> VesselDataset:
@@ -317,6 +320,16 @@ def _trained_record(built: CellModel, trained: Trained, sets: dict, train_cfg: d
             "notes": trained.notes, "embedding_cache": trained.embeddings}
 
 
+def _dataset_record(cell: Cell, dataset_cfg: dict) -> dict:
+    """The dataset column the cell reports in; a training subset names its size in label and data."""
+    label, data = dataset_cfg.get("label", cell.dataset), data_label(dataset_cfg)
+    if cell.n_train is not None:
+        label += f" ({cell.n_train} train)"
+        data += (f"; trained on a nested subset of {cell.n_train} of its training images (seed {cell.seed}), "
+                 "validation and test images unchanged")
+    return {"name": cell.column, "label": label, "data": data, "n_train_subset": cell.n_train}
+
+
 def _params_record(share: dict, encoder_size: dict | None) -> dict:
     return {"trainable": share["trainable"], "total": share["total"], "trainable_pct": share["pct_model"],
             "trainable_pct_with_text_encoder": share["pct_with_text"],
@@ -379,7 +392,7 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path, gp
         "architecture": config["backbones"][cell.backbone]["name"] if cell.backbone else cell.entry["name"],
         "weights": built.weights,
         "method": {"rank": None, **cell.entry, "id": entry_id(cell.entry), "label": built.label, "group": cell.group},
-        "dataset": {"name": cell.dataset, "label": dataset_cfg.get("label", cell.dataset), "data": data_label(dataset_cfg)},
+        "dataset": _dataset_record(cell, dataset_cfg),
         "seed": cell.seed,
         "params": _params_record(share, encoder_size),
         "trained": _trained_record(built, trained, sets, train_cfg),

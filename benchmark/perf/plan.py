@@ -189,7 +189,13 @@ def plan(config: dict, device: torch.device, warmup: int = 1, steps: int = 3) ->
                                                  row_train(config, cell.entry)["batch_size"], warmup, steps)
             print(f"measured {setup_label(cell)}: {measured[key].step_s:.3f} s per step, "
                   f"{measured[key].peak_mb:,.0f} MB peak", flush=True)
-    return [project(cell, config, measured[setup_key(cell, config)], counts[cell.dataset]) for cell in cells.values()], measured
+    return [project(cell, config, measured[setup_key(cell, config)], _images(counts[cell.dataset], cell))
+            for cell in cells.values()], measured
+
+
+def _images(counts: dict[str, int], cell: Cell) -> dict[str, int]:
+    """The dataset's image counts, with a training subset's size for a cell on one."""
+    return counts if cell.n_train is None else {**counts, "train": cell.n_train}
 
 
 def to_markdown(projections: list[Projection], measured: dict[str, Measured], gpus: int, device: str) -> str:

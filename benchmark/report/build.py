@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.grid import expand_cells
+from benchmark.grid import expand_cells, has_size_axis
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION
 from benchmark.report.ablation import write_ablation_bubble
+from benchmark.report.claims import write_claims
 from benchmark.report.cost_table import build_cost_table, write_cost_table
 from benchmark.report.curves import write_training_curves
 from benchmark.report.pareto import write_pareto
@@ -14,6 +15,7 @@ from benchmark.report.sam2_table import write_sam2_table
 from benchmark.report.settings import settings_notes
 from benchmark.report.table1 import build_table1, write_table1
 from benchmark.report.table1_stats import build_table1_stats, write_table1_stats
+from benchmark.report.train_size import write_train_size
 from benchmark.report.tuning import write_tuning
 from benchmark.report.vs_published import build_vs_published, write_vs_published
 from benchmark.summary import load_summaries
@@ -80,4 +82,6 @@ def write_grid_figures(config: dict) -> list[Path]:
         write_qualitative(config, summaries, out),
         write_training_curves(config, summaries, out),
         *(write_tuning(config, out) if config.get("tune") else []),
+        *write_claims(config, summaries, out),
+        *([write_train_size(config, summaries, out)] if has_size_axis(config) else []),
     ]

@@ -69,7 +69,8 @@ def qualitative_figure(config: dict, summaries: list[dict]) -> Figure:
     rows of Table 1 in its order. A row that did not run on a dataset gets a grey panel saying so."""
     cells_dir = Path(config["results_dir"]) / "cells"
     rows = table_order(summaries)
-    datasets = {s["dataset"]["name"]: s["dataset"]["label"] for s in summaries}
+    # whole training sets only: a training subset's column tests the same images (train_size.png has them)
+    datasets = {s["dataset"]["name"]: s["dataset"]["label"] for s in summaries if s["dataset"].get("n_train_subset") is None}
     seed = min(s["seed"] for s in summaries)
     several = len({s["backbone"] for s in summaries if s["method"]["group"] != "baseline"}) > 1
     titles = ["input", "ground truth"] + [row_label(cells[0], several) for cells in rows.values()]

@@ -10,6 +10,7 @@ def captioned(name, category):
 
 
 TUNING_FIGURES = [captioned("tuning.csv", "Tuning"), captioned("tuning.png", "Tuning")] if TRIALS else []
+SIZE_FIGURE = [captioned("train_size.png", "Claims")] if has_size_axis(GRID) else []
 
 
 rule figures:
@@ -33,6 +34,9 @@ rule figures:
         captioned("qualitative.png", "Qualitative (Fig. 3)"),
         captioned("training_curves.png", "Training curves"),
         TUNING_FIGURES,
+        captioned("claims.md", "Claims"),
+        captioned("claims.csv", "Claims"),
+        SIZE_FIGURE,
     params:
         grid=str(GRID_FILE),
         # a changed mapping to the published numbers re-writes the figures (Snakemake's params trigger)
