@@ -21,6 +21,7 @@ from benchmark.engine.cell import run_cell
 from benchmark.errors import ConfigError
 from benchmark.grid import expand_cells, expand_trials, fingerprint, tuning_key
 from benchmark.report.settings import settings_notes
+from benchmark.report.tuning import write_tuning
 from benchmark.summary import load_summaries, read_summary
 from benchmark.tuning import choose, select
 from tests.conftest import tiny_grid
@@ -117,6 +118,11 @@ def test_a_tuned_grid_trains_trials_chooses_on_validation_and_reuses_the_identic
     notes = settings_notes(config, [summary])
     assert notes[0].startswith("Tuning: lr tuned over 2 values (0.0001, 0.03) on validation Dice for every trained row")
     assert f"U-Net: {selection['chosen']:g} on bright" in notes[0]
+    table, picture = write_tuning(config, tmp_path / "figures")
+    lines = table.read_text().splitlines()
+    assert lines[0] == "row,dataset,param,value,seed,val_dice,test_dice,chosen,diverged_epoch,cell"
+    assert len(lines) == 3 and sum(line.split(",")[7] == "True" for line in lines[1:]) == 1
+    assert picture.stat().st_size > 10_000
 
 
 def test_screening_trials_are_shorter_and_the_choice_then_trains_the_full_budget(tmp_path):

@@ -194,6 +194,13 @@ def _epoch(step: TrainStep, batches: DataLoader, meter: RunMeter) -> list[float]
     return (totals / max(steps, 1)).cpu().tolist()
 
 
+def _log_divergence(progress: Progress, out_dir: Path, values: tuple, measured: dict, cfg: dict) -> None:
+    """A tuning trial's diverged epoch: logged (its loss is the evidence), no checkpoint written."""
+    progress.rows.append({**dict(zip(LOG_FIELDS, values)), **measured})
+    _write_log(out_dir / "train_log.csv", progress.rows)
+    print(f"epoch {values[0]}/{cfg['epochs']}: loss {values[2]}: diverged, training stops", flush=True)
+
+
 def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, seed: int,
           device: torch.device, fingerprint: str,
           validate: Callable[[nn.Module], float] | None = None,
@@ -228,10 +235,8 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
         seconds = time.perf_counter() - began
         progress.elapsed += seconds
         measured = meter.end_epoch(seconds)  # before validation, whose memory is not the training step's
-        if stop_on_nonfinite and not math.isfinite(mean[0]):
-            progress.rows.append({**dict(zip(LOG_FIELDS, (epoch + 1, lr, *mean, math.nan, round(seconds, 2)))), **measured})
-            _write_log(Path(out_dir) / "train_log.csv", progress.rows)
-            print(f"epoch {epoch + 1}/{cfg['epochs']}: loss {mean[0]}: diverged, training stops", flush=True)
+        if not math.isfinite(mean[0]) and stop_on_nonfinite:
+            _log_divergence(progress, Path(out_dir), (epoch + 1, lr, *mean, math.nan, round(seconds, 2)), measured, cfg)
             break
         _check_finite(mean[0], epoch + 1, cfg)
         val_dice = validate(model) if validate is not None else math.nan

@@ -9,8 +9,6 @@ states the grid's conditions, so that a verdict on synthetic data or a stand-in 
 read as a verdict on the paper's experiments."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from benchmark.grid import tuned_param
 from benchmark.io import write_text
 from benchmark.paper.claims import ALPHA, CLAIMS, MIN_PAIRS, Claim
 from benchmark.report import markdown
-from benchmark.report.rows import by_row, distinct, row_label
+from benchmark.report.rows import by_row, csv_text, distinct, row_label
 from benchmark.report.stats import wilcoxon_paired
 from benchmark.report.table1_stats import read_per_image
 
@@ -191,43 +189,46 @@ def _added_gflops(rows: list[Row], method: str, cells_dir: Path) -> dict[str, di
     return {backbone: ranks for backbone, ranks in found.items() if len(ranks) >= 2}
 
 
+def _per_backbone(claim: Claim, rows: list[Row], cells_dir: Path, judge) -> Verdict:
+    """A GFLOPs claim judged on each backbone's series of ranks (judge: backbone, {rank: GFLOPs} ->
+    (verdict, statistic, numbers)); not tested without two ranks of the method on one backbone."""
+    series = _added_gflops(rows, claim.params["method"], cells_dir)
+    if not series:
+        return Verdict(NOT_TESTED, needs=f"{claim.params['method']} rows at two or more ranks on one backbone")
+    return _combine([judge(backbone, ranks) for backbone, ranks in series.items()])
+
+
 def check_linear_in_rank(claim: Claim, rows: list[Row], cells_dir: Path) -> Verdict:
     p = claim.params
-    series = _added_gflops(rows, p["method"], cells_dir)
-    if not series:
-        return Verdict(NOT_TESTED, needs=f"{p['method']} rows at two or more ranks on one backbone")
-    results = []
-    for backbone, ranks in series.items():
+
+    def judge(backbone: str, ranks: dict[int, float]) -> tuple[str, str, str]:
         r, g = np.array(sorted(ranks), dtype=float), np.array([ranks[k] for k in sorted(ranks)])
         numbers = f"{backbone}: " + ", ".join(f"r{int(k)} {v:.3g}" for k, v in zip(r, g))
         if len(r) == 2:  # two ranks: proportional growth, as the paper's own x64 argument
             ratio = (g[1] / g[0]) / (r[1] / r[0])
             verdict = SUPPORTED if abs(ratio - 1) <= p["ratio_tolerance"] else CONTRADICTED
-            results.append((verdict, f"growth ratio over rank ratio (1 = linear; tolerance ±{p['ratio_tolerance']})",
-                            numbers + f"; ratio {ratio:.3f}"))
-        else:
-            slope, intercept = np.polyfit(r, g, 1)
-            r2 = 1 - np.sum((g - (slope * r + intercept)) ** 2) / np.sum((g - g.mean()) ** 2)
-            verdict = SUPPORTED if r2 >= p["r2"] else CONTRADICTED
-            results.append((verdict, f"least-squares line through the ranks, R^2 >= {p['r2']}",
-                            numbers + f"; slope {slope:.4g} GFLOPs per rank, R^2 {r2:.4f}"))
-    return _combine(results)
+            return (verdict, f"growth ratio over rank ratio (1 = linear; tolerance ±{p['ratio_tolerance']})",
+                    numbers + f"; ratio {ratio:.3f}")
+        slope, intercept = np.polyfit(r, g, 1)
+        r2 = 1 - np.sum((g - (slope * r + intercept)) ** 2) / np.sum((g - g.mean()) ** 2)
+        return (SUPPORTED if r2 >= p["r2"] else CONTRADICTED, f"least-squares line through the ranks, R^2 >= {p['r2']}",
+                numbers + f"; slope {slope:.4g} GFLOPs per rank, R^2 {r2:.4f}")
+
+    return _per_backbone(claim, rows, cells_dir, judge)
 
 
 def check_flat_in_rank(claim: Claim, rows: list[Row], cells_dir: Path) -> Verdict:
     p = claim.params
-    series = _added_gflops(rows, p["method"], cells_dir)
-    if not series:
-        return Verdict(NOT_TESTED, needs=f"{p['method']} rows at two or more ranks on one backbone")
-    results = []
-    for backbone, ranks in series.items():
+
+    def judge(backbone: str, ranks: dict[int, float]) -> tuple[str, str, str]:
         low, high = min(ranks), max(ranks)
         ratio = ranks[high] / ranks[low]
         verdict = SUPPORTED if ratio <= p["max_ratio"] else CONTRADICTED if ratio >= p["contradicts_above"] else INCONCLUSIVE
-        results.append((verdict, f"added GFLOPs at the highest over the lowest rank (supported <= {p['max_ratio']}, "
-                                 f"contradicted >= {p['contradicts_above']})",
-                        f"{backbone}: r{low} {ranks[low]:.3g}, r{high} {ranks[high]:.3g}, ratio {ratio:.3f}"))
-    return _combine(results)
+        return (verdict, f"added GFLOPs at the highest over the lowest rank (supported <= {p['max_ratio']}, "
+                         f"contradicted >= {p['contradicts_above']})",
+                f"{backbone}: r{low} {ranks[low]:.3g}, r{high} {ranks[high]:.3g}, ratio {ratio:.3f}")
+
+    return _per_backbone(claim, rows, cells_dir, judge)
 
 
 def _dice_by_size(row: Row) -> dict[str, dict[int | None, float]]:
@@ -330,14 +331,6 @@ def conditions(config: dict, summaries: list[dict]) -> str:
     return text
 
 
-def to_csv(records: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    return buffer.getvalue()
-
-
 def write_claims(config: dict, summaries: list[dict], out_dir: Path) -> list[Path]:
     """figures/claims.csv and claims.md."""
     records = check_claims(summaries, Path(config["results_dir"]) / "cells")
@@ -349,6 +342,6 @@ def write_claims(config: dict, summaries: list[dict], out_dir: Path) -> list[Pat
     lines += markdown.table(["Claim", "Source", "Verdict", "Decided by", "Numbers", "To decide it"],
                             ([r["text"], r["source"], f"**{r['verdict']}**", r["statistic"] or "–",
                               r["numbers"] or "–", r["needs"] or "–"] for r in records))
-    write_text(out / "claims.csv", to_csv(records))
+    write_text(out / "claims.csv", csv_text(records, COLUMNS))
     write_text(out / "claims.md", "\n".join(lines) + "\n")
     return [out / "claims.csv", out / "claims.md"]

@@ -1,6 +1,8 @@
 """Rows of the report tables: which cells make one row, and their mean over seeds."""
 from __future__ import annotations
 
+import csv
+import io
 import math
 
 import numpy as np
@@ -51,3 +53,12 @@ def table_order(summaries: list[dict]) -> dict[str, list[dict]]:
     """Cells per row key in Table 1's order: baselines, zero-shot rows, PEFT rows, each in grid order."""
     groups = ("baseline", "zero-shot", "peft")
     return dict(sorted(by_row(summaries).items(), key=lambda item: groups.index(item[1][0]["method"]["group"])))
+
+
+def csv_text(records: list[dict], columns: tuple[str, ...]) -> str:
+    """Records as CSV text with exactly `columns` (other keys left out)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()

@@ -4,8 +4,6 @@ the tuned value, the chosen value starred, in figures/tuning.png. The test Dice 
 the validation Dice, never used: benchmark.tuning chose from the validation column alone."""
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -14,7 +12,7 @@ from matplotlib.figure import Figure
 from benchmark.grid import expand_trials, tuned_param, tuning_key
 from benchmark.io import write_text
 from benchmark.report.pictures import provenance_caption, save_png
-from benchmark.report.rows import distinct, row_label
+from benchmark.report.rows import csv_text, distinct, row_label
 from benchmark.summary import read_summary
 from benchmark.tuning import read_selection, trial_score
 
@@ -38,14 +36,6 @@ def tuning_records(config: dict) -> list[dict]:
                         "diverged_epoch": (summary.get("tuning") or {}).get("diverged_epoch"), "cell": trial.id,
                         "weights": summary["weights"]})
     return records
-
-
-def to_csv(records: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    return buffer.getvalue()
 
 
 def _means(records: list[dict]) -> dict[float, float]:
@@ -99,5 +89,5 @@ def write_tuning(config: dict, out_dir: Path) -> list[Path]:
     """figures/tuning.csv and tuning.png of a tuned grid."""
     records = tuning_records(config)
     out = Path(out_dir)
-    write_text(out / "tuning.csv", to_csv(records))
+    write_text(out / "tuning.csv", csv_text(records, COLUMNS))
     return [out / "tuning.csv", save_png(tuning_figure(config, records), out / "tuning.png", dpi=130)]
