@@ -24,7 +24,7 @@ from benchmark.engine import train as train_module
 from benchmark.engine.cell import cell_dir, run_cell
 from benchmark.engine.train import CHECKPOINT
 from benchmark.errors import Busy, NonFiniteLoss
-from benchmark.io import atomic_write, exclusive
+from benchmark.io import atomic_write, exclusive, write_text
 from benchmark.models import litemedsam, text
 from tests.conftest import tiny_grid, write_grid
 
@@ -182,6 +182,34 @@ def test_atomic_write_keeps_the_old_file_when_the_disk_fills(tmp_path):
     with pytest.raises(OSError, match="No space left"):
         atomic_write(target, fill)
     assert target.read_text() == "old, complete" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+@pytest.fixture
+def user_umask():
+    """Set the process's umask for one test, and put the old one back."""
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("mask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775),
+                                                          (0o077, 0o600, 0o700)])
+def test_written_files_and_folders_get_the_users_umask(tmp_path, user_umask, mask, file_mode, folder_mode):
+    """A table, a cache file and a generated dataset read as open() and mkdir() would leave them,
+    not as the private temporary they were written to (0o600 / 0o700)."""
+    from benchmark.data.synthetic import write_dataset
+    from methods import svd_cache
+    from methods.base import thin_svd
+
+    user_umask(mask)
+    write_text(tmp_path / "figures" / "table1.md", "| a |\n")
+    with svd_cache.cached_in(tmp_path / "cache"):
+        thin_svd(torch.ones(3, 2))
+    root = write_dataset(tmp_path / "data", "bright_speckle", n_train=1, n_test=1, size=32)
+    (cache_file,) = (tmp_path / "cache").iterdir()
+    modes = {path: path.stat().st_mode & 0o777 for path in (tmp_path / "figures" / "table1.md", cache_file,
+                                                            root / "data_split.csv", root)}
+    assert modes == {**{path: file_mode for path in modes}, root: folder_mode}
 
 
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, straight):
