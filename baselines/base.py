@@ -6,11 +6,12 @@ contract as the SAM-family models, so one engine trains and evaluates both.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Callable
 
 from benchmark.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Baseline:
     build: Callable[[dict, int], nn.Module]
 
 
-REGISTRY: Registry[Baseline] = Registry("baseline")
+REGISTRY: Registry[Baseline] = Registry("baseline", Baseline)
 
 
 def register(baseline: Baseline) -> Baseline:

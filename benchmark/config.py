@@ -1,17 +1,19 @@
 """Grid configs: loading, schema validation, defaults and semantic checks, before any job starts.
 
-What a validated grid holds (its rows and cells) is grid.py; the checks that build models or
-look at the disk are config_checks.py. This module runs them in order and raises ConfigError.
+What a validated grid holds (its rows and cells) is grid.py; the checks that look at the disk are
+config_checks.py, those that build models method_checks.py. This module runs them in order and
+raises ConfigError. It imports a registry, and torch, only when the grid names something in it.
 """
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from benchmark.config_checks import check_devices, check_ranks, require_paths
+from benchmark.config_checks import require_paths
 from benchmark.errors import ConfigError, UnknownNameError
 from benchmark.grid import ROW_KEYS, TUNE_KEYS, entry_id, row_keys
 from benchmark.paper.published import published
@@ -69,12 +71,21 @@ def _coerce_numbers(value: object, schema: dict) -> object:
     return value
 
 
-def _check_entries(config: dict) -> None:
-    import baselines
-    import methods
-    from benchmark.models import get_backbone
+def _lookup(section: str) -> Callable[[str], object]:
+    """The registry lookup of a grid section, imported when the section has entries."""
+    if section == "methods":
+        import methods
 
+        return methods.get_method
+    import baselines
+
+    return baselines.get_baseline
+
+
+def _check_entries(config: dict) -> None:
     for key, backbone in config["backbones"].items():
+        from benchmark.models import get_backbone
+
         try:
             get_backbone(backbone["name"])
         except UnknownNameError as error:
@@ -82,10 +93,10 @@ def _check_entries(config: dict) -> None:
     if config["methods"] and not config["backbones"]:
         raise ConfigError("methods are listed but no backbone is: add a `backbones:` section")
     seen: set[str] = set()
-    for section, lookup in (("methods", methods.get_method), ("baselines", baselines.get_baseline)):
+    for section in ("methods", "baselines"):
         for entry in config[section]:
             try:
-                plugin = lookup(entry["name"])
+                plugin = _lookup(section)(entry["name"])
             except (KeyError, ValueError) as error:
                 raise ConfigError(f"{section}: {error}") from None
             try:
@@ -261,8 +272,11 @@ def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> 
     _check_entries(config)
     _check_row_train(config)
     _check_tune(config)
-    check_ranks(config)  # every method entry fits the layers it targets (built on the meta device)
-    check_devices(config)  # and can run on the grid's device (QLoRA's 4-bit layers)
+    if config["methods"]:
+        from benchmark.method_checks import check_devices, check_ranks
+
+        check_ranks(config)  # every method entry fits the layers it targets (built on the meta device)
+        check_devices(config)  # and can run on the grid's device (QLoRA's 4-bit layers)
     _check_datasets(config)
     _check_subsets(config)
     _check_paper(config)

@@ -14,7 +14,7 @@ from benchmark.cost.parameters import count_parameters
 from benchmark.engine.adapters import load_adapter, save_adapter
 from benchmark.errors import ConfigError
 from methods import AdaptedLayer, apply_method, merge_model, regularization
-from methods.peft_tuners import PeftLayer, tuner_names
+from methods.peft import PeftLayer, tuner_names
 from tests.conftest import tiny_grid
 from tests.test_methods import ALL_TARGETS, COMPONENTS, toy, toy_input
 
