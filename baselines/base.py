@@ -5,8 +5,9 @@ contract as the SAM-family models, so one engine trains and evaluates both.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from benchmark.registry import Registry
 
@@ -23,6 +24,10 @@ class Baseline:
     description: str
     hparams: dict[str, object]
     build: Callable[[dict, int], nn.Module]
+
+    def row_label(self, entry: Mapping[str, object]) -> str:
+        """The name tables give a grid entry of this baseline: its own `label`, else the baseline's."""
+        return str(entry.get("label", self.label))
 
 
 REGISTRY: Registry[Baseline] = Registry("baseline", Baseline)

@@ -116,6 +116,24 @@ def _check_entries(config: dict) -> None:
             seen.add(row)
 
 
+def _check_row_names(config: dict) -> None:
+    """No two rows of one table block may print alike: Table 1 names a row by its label and rank
+    (a row without a `label` is named from its method and settings), and shows the baselines and
+    each backbone's rows under that backbone, so two "peft" rows could not be told apart."""
+    blocks = {"baselines": [("baselines", entry) for entry in config["baselines"]]}
+    for key, backbone in config["backbones"].items():
+        runs = backbone.get("methods")
+        blocks[f"backbones.{key}"] = [("methods", e) for e in config["methods"] if runs is None or entry_id(e) in runs]
+    for where, entries in blocks.items():
+        seen: dict[tuple[str, str], str] = {}
+        for section, entry in entries:
+            printed = (_lookup(section)(entry["name"]).row_label(entry), "–" if entry.get("rank") is None else str(entry["rank"]))
+            if printed in seen:
+                raise ConfigError(f"{section} entries {seen[printed]!r} and {entry_id(entry)!r} would print alike in "
+                                  f"Table 1 ({where}: {printed[0]!r}, rank {printed[1]}); give one of them a `label`")
+            seen[printed] = entry_id(entry)
+
+
 def _check_datasets(config: dict) -> None:
     from benchmark.data.sources import config_problem, get_reader
 
@@ -270,6 +288,7 @@ def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> 
         raise ConfigError(f"config invalid at {where}: {error.message}") from None
     _fill_defaults(config, _schema())
     _check_entries(config)
+    _check_row_names(config)
     _check_row_train(config)
     _check_tune(config)
     if config["methods"]:

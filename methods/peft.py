@@ -25,7 +25,15 @@ import torch
 from torch import Tensor, nn
 
 from benchmark.quiet import BITSANDBYTES_IMPORT, BOFT_EXTENSION, silenced
-from methods.base import DEFAULT_TARGETS, AdaptedLayer, Method, adapt, match_targets, resolve_hparams
+from methods.base import (
+    DEFAULT_TARGETS,
+    AdaptedLayer,
+    Method,
+    adapt,
+    distinguishing_settings,
+    match_targets,
+    resolve_hparams,
+)
 
 with silenced(BITSANDBYTES_IMPORT):  # peft imports bitsandbytes
     from peft.config import PromptLearningConfig
@@ -40,6 +48,13 @@ SET_BY_BRIDGE = frozenset({
     "auto_mapping", "peft_version", "megatron_config", "megatron_core", "runtime_config",
 })
 TESTED = ("lora", "adalora", "vera", "loha", "lokr", "ia3")
+# How peft's documentation writes its tuners' names, for row names; any other tuner is upper-cased.
+DISPLAY_NAMES = {
+    "adalora": "AdaLoRA", "c3a": "C3A", "delora": "DeLoRA", "fourierft": "FourierFT", "gralora": "GraLoRA",
+    "hira": "HiRA", "ia3": "(IA)^3", "ln_tuning": "LN Tuning", "loha": "LoHa", "lokr": "LoKr", "lora": "LoRA",
+    "miss": "MiSS", "poly": "Poly", "randlora": "RandLoRA", "road": "RoAd", "shira": "SHiRA",
+    "trainable_tokens": "Trainable Tokens", "vblora": "VB-LoRA", "vera": "VeRA", "waveft": "WaveFT", "xlora": "X-LoRA",
+}
 
 
 def tuner_names() -> list[str]:
@@ -65,6 +80,14 @@ def config_keys(tuner: str) -> dict[str, object]:
     fields = dataclasses.fields(_config_class(tuner))
     defaults = {f.name: f.default if f.default is not dataclasses.MISSING else None for f in fields}
     return {name: value for name, value in defaults.items() if name not in SET_BY_BRIDGE}
+
+
+def row_name(entry: Mapping[str, object]) -> str:
+    """The tuner's name and the settings that set the row apart: {tuner: hra, r: 4} is "HRA (peft) r4"."""
+    tuner = str(entry.get("tuner", HPARAMS["tuner"])).lower()
+    defaults = {**HPARAMS, **config_keys(tuner)}
+    shown = distinguishing_settings({k: v for k, v in entry.items() if k != "tuner"}, defaults)
+    return " ".join([f"{DISPLAY_NAMES.get(tuner, tuner.upper())} (peft)", *shown])
 
 
 def accepted_hparams(spec: Mapping[str, object]) -> dict[str, object]:
@@ -188,10 +211,10 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
 
 METHOD = Method(
     name="peft",
-    label="peft",
     description=("Any Hugging Face peft tuner (tuner: lora, adalora, vera, loha, lokr, ia3, ...) with its own "
                  "config keys, by peft's classes; merged by peft for inference."),
     hparams=HPARAMS,
     apply=apply,
     open_hparams=accepted_hparams,
+    row_name=row_name,
 )
