@@ -342,9 +342,9 @@ def test_a_method_whose_build_returns_a_plain_layer_is_named():
         wrong.apply(model, {"attn.qkv": r"attn\.qkv"}, {"name": "wrong_build"})
 
 
-def _snakemake(workdir: Path, grid: Path) -> subprocess.Popen:
+def _snakemake(workdir: Path, grid: Path, **environment: str) -> subprocess.Popen:
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", **environment}
     return subprocess.Popen([str(bin_dir / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(workdir),
                              "--configfile", str(grid), "--cores", "1", "--resources", "gpu=1"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -353,11 +353,13 @@ def _snakemake(workdir: Path, grid: Path) -> subprocess.Popen:
 @pytest.mark.slow
 def test_two_snakemake_runs_of_one_grid_never_train_one_cell_twice(tmp_path):
     """Same working directory: Snakemake's own lock refuses the second run. Another working directory
-    on the same results folder: the cell lock stops the second run's job, naming the first."""
-    grid = tiny_grid(tmp_path)
-    grid["train"]["epochs"] = 400  # long enough (about 30 s) to be caught running
-    path = write_grid(tmp_path, grid)
-    first = _snakemake(tmp_path / "work", path)
+    on the same results folder: the cell lock stops the second run's job, naming the first. The
+    first run's cell waits before its first epoch until the test removes the gate file
+    (SALTBENCH_HOLD_FILE), so it is running, whatever the host's speed, while the others start."""
+    path = write_grid(tmp_path, tiny_grid(tmp_path))
+    gate = tmp_path / "hold"
+    gate.touch()
+    first = _snakemake(tmp_path / "work", path, SALTBENCH_HOLD_FILE=str(gate))
     try:
         lock = tmp_path / "results" / "locks" / f"{CELL}.lock"
         deadline = time.monotonic() + 120
@@ -372,11 +374,14 @@ def test_two_snakemake_runs_of_one_grid_never_train_one_cell_twice(tmp_path):
         log = (tmp_path / "results" / "logs" / f"cell-{CELL}.log").read_text()
         assert other_dir.returncode != 0, output[-2000:]
         assert f"cell {CELL} is being run by pid" in output + log
-        assert first.wait(timeout=300) == 0
+        assert not (tmp_path / "results" / "cells" / CELL / "train_log.csv").exists()  # still held, nothing trained
+        gate.unlink()
+        assert first.wait(timeout=300) == 0, first.stdout.read()
     finally:
+        gate.unlink(missing_ok=True)
         if first.poll() is None:
             first.kill()
-    assert json.loads((tmp_path / "results" / "cells" / CELL / "summary.json").read_text())["trained"]["epochs"] == 400
+    assert json.loads((tmp_path / "results" / "cells" / CELL / "summary.json").read_text())["trained"]["epochs"] == 2
 
 
 # --- the fault table stays true to the tests ---------------------------------------------------------
