@@ -1,8 +1,12 @@
-"""Markdown tables: one place that escapes cell text, so every report file renders the same way."""
+"""Markdown tables and prose: one place that escapes cell text and wraps paragraphs, so every report
+file renders the same way and reads in a 120-column terminal."""
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Iterable, Sequence
+
+WIDTH = 120  # columns a report's markdown is written for: its tables' lines and its wrapped prose
 
 
 def row(cells: Iterable[object]) -> str:
@@ -20,3 +24,10 @@ def number(value: object, spec: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return format(value, spec)
+
+
+def paragraph(text: str) -> str:
+    """Prose wrapped at WIDTH (markdown joins the lines again); a word longer than that, a path or
+    a commit hash, stays whole."""
+    return textwrap.fill(" ".join(text.split()), WIDTH, break_long_words=False, break_on_hyphens=False)
+
