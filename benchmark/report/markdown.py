@@ -31,3 +31,15 @@ def paragraph(text: str) -> str:
     a commit hash, stays whole."""
     return textwrap.fill(" ".join(text.split()), WIDTH, break_long_words=False, break_on_hyphens=False)
 
+
+def item(text: str) -> str:
+    """A list item, wrapped at WIDTH under its own first word."""
+    return textwrap.fill(" ".join(text.split()), WIDTH, initial_indent="- ", subsequent_indent="  ",
+                         break_long_words=False, break_on_hyphens=False)
+
+
+def footnotes(texts: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """A marker per distinct non-empty text ([1], [2], ...) for the table's cells, and the wrapped
+    paragraphs that spell each out once under the table: a sentence in a cell widens every line."""
+    markers = {text: f"[{index}]" for index, text in enumerate(dict.fromkeys(t for t in texts if t), 1)}
+    return markers, [paragraph(f"{marker} {text}") for text, marker in markers.items()]
