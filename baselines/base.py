@@ -5,12 +5,14 @@ contract as the SAM-family models, so one engine trains and evaluates both.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from benchmark.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,12 @@ class Baseline:
     hparams: dict[str, object]
     build: Callable[[dict, int], nn.Module]
 
+    def row_label(self, entry: Mapping[str, object]) -> str:
+        """The name tables give a grid entry of this baseline: its own `label`, else the baseline's."""
+        return str(entry.get("label", self.label))
 
-REGISTRY: Registry[Baseline] = Registry("baseline")
+
+REGISTRY: Registry[Baseline] = Registry("baseline", Baseline)
 
 
 def register(baseline: Baseline) -> Baseline:

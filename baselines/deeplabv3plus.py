@@ -4,14 +4,18 @@ output stride 16, ASPP rates (12, 24, 36) and a 4x-upsampling head: 45.67M param
 """
 from __future__ import annotations
 
-import segmentation_models_pytorch as smp
-from torch import nn
+from typing import TYPE_CHECKING
 
 from baselines.base import Baseline, register
 from baselines.smp_models import build_smp
 
+if TYPE_CHECKING:
+    from torch import nn
+
 
 def build(hparams: dict, input_size: int) -> nn.Module:
+    import segmentation_models_pytorch as smp  # not with the module: validating a grid needs no smp
+
     return build_smp(smp.DeepLabV3Plus, hparams, input_size, encoder_output_stride=16)
 
 

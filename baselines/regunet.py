@@ -7,10 +7,12 @@ the paper's coarse default is kept; it is a plausible cause of RegUNet's low sco
 """
 from __future__ import annotations
 
-from monai.networks.nets import RegUNet
-from torch import nn
+from typing import TYPE_CHECKING
 
 from baselines.base import Baseline, register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def build(hparams: dict, input_size: int) -> nn.Module:
@@ -20,6 +22,8 @@ def build(hparams: dict, input_size: int) -> nn.Module:
         raise ValueError(f"regunet extract_levels {levels} must include the bottom level, depth {depth}")
     if input_size % 2**depth:
         raise ValueError(f"RegUNet halves the image {depth} times; input_size {input_size} is not a multiple of {2**depth}")
+    from monai.networks.nets import RegUNet  # not with the module: validating a grid needs no MONAI
+
     return RegUNet(
         spatial_dims=2,
         in_channels=3,

@@ -5,14 +5,18 @@ names a local ImageNet state dict.
 """
 from __future__ import annotations
 
-import segmentation_models_pytorch as smp
-from torch import nn
+from typing import TYPE_CHECKING
 
 from baselines.base import Baseline, register
 from baselines.smp_models import build_smp
 
+if TYPE_CHECKING:
+    from torch import nn
+
 
 def build(hparams: dict, input_size: int) -> nn.Module:
+    import segmentation_models_pytorch as smp  # not with the module: validating a grid needs no smp
+
     return build_smp(smp.Segformer, hparams, input_size)
 
 

@@ -5,13 +5,17 @@ With channels (32, 64, 128, 256, 512), strides 2 and two residual units per leve
 """
 from __future__ import annotations
 
-from monai.networks.nets import UNet
-from torch import nn
+from typing import TYPE_CHECKING
 
 from baselines.base import Baseline, register
 
+if TYPE_CHECKING:
+    from torch import nn
+
 
 def build(hparams: dict, input_size: int) -> nn.Module:
+    from monai.networks.nets import UNet  # not with the module: validating a grid needs no MONAI
+
     channels = tuple(hparams["channels"])
     return UNet(
         spatial_dims=2,

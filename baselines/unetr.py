@@ -9,10 +9,12 @@ or must equal it, so a config written for one size fails clearly at another.
 """
 from __future__ import annotations
 
-from monai.networks.nets import UNETR
-from torch import nn
+from typing import TYPE_CHECKING
 
 from baselines.base import Baseline, register
+
+if TYPE_CHECKING:
+    from torch import nn
 
 PATCH = 16
 
@@ -25,6 +27,8 @@ def build(hparams: dict, input_size: int) -> nn.Module:
         )
     if input_size % PATCH:
         raise ValueError(f"UNETR cuts the image into {PATCH} px patches; input_size {input_size} is not a multiple of {PATCH}")
+    from monai.networks.nets import UNETR  # not with the module: validating a grid needs no MONAI
+
     return UNETR(
         in_channels=3,
         out_channels=1,

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 
 from benchmark.allocator import reexec_with_allocator_settings
@@ -238,7 +237,6 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] in ("cell", "bench", "plan"):
         reexec_with_allocator_settings("benchmark.cli", argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    warnings.filterwarnings("ignore", category=FutureWarning)
     if argv and argv[0] == "bench":
         from benchmark.perf import bench
 

@@ -1,17 +1,19 @@
 """Grid configs: loading, schema validation, defaults and semantic checks, before any job starts.
 
-What a validated grid holds (its rows and cells) is grid.py; the checks that build models or
-look at the disk are config_checks.py. This module runs them in order and raises ConfigError.
+What a validated grid holds (its rows and cells) is grid.py; the checks that look at the disk are
+config_checks.py, those that build models method_checks.py. This module runs them in order and
+raises ConfigError. It imports a registry, and torch, only when the grid names something in it.
 """
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from benchmark.config_checks import check_devices, check_ranks, require_paths
+from benchmark.config_checks import require_paths
 from benchmark.errors import ConfigError, UnknownNameError
 from benchmark.grid import ROW_KEYS, TUNE_KEYS, entry_id, row_keys
 from benchmark.paper.published import published
@@ -69,12 +71,21 @@ def _coerce_numbers(value: object, schema: dict) -> object:
     return value
 
 
-def _check_entries(config: dict) -> None:
-    import baselines
-    import methods
-    from benchmark.models import get_backbone
+def _lookup(section: str) -> Callable[[str], object]:
+    """The registry lookup of a grid section, imported when the section has entries."""
+    if section == "methods":
+        import methods
 
+        return methods.get_method
+    import baselines
+
+    return baselines.get_baseline
+
+
+def _check_entries(config: dict) -> None:
     for key, backbone in config["backbones"].items():
+        from benchmark.models import get_backbone
+
         try:
             get_backbone(backbone["name"])
         except UnknownNameError as error:
@@ -82,10 +93,10 @@ def _check_entries(config: dict) -> None:
     if config["methods"] and not config["backbones"]:
         raise ConfigError("methods are listed but no backbone is: add a `backbones:` section")
     seen: set[str] = set()
-    for section, lookup in (("methods", methods.get_method), ("baselines", baselines.get_baseline)):
+    for section in ("methods", "baselines"):
         for entry in config[section]:
             try:
-                plugin = lookup(entry["name"])
+                plugin = _lookup(section)(entry["name"])
             except (KeyError, ValueError) as error:
                 raise ConfigError(f"{section}: {error}") from None
             try:
@@ -103,6 +114,24 @@ def _check_entries(config: dict) -> None:
             if row in seen:
                 raise ConfigError(f"{section}: row id {row!r} is used twice; give one entry an explicit `id`")
             seen.add(row)
+
+
+def _check_row_names(config: dict) -> None:
+    """No two rows of one table block may print alike: Table 1 names a row by its label and rank
+    (a row without a `label` is named from its method and settings), and shows the baselines and
+    each backbone's rows under that backbone, so two "peft" rows could not be told apart."""
+    blocks = {"baselines": [("baselines", entry) for entry in config["baselines"]]}
+    for key, backbone in config["backbones"].items():
+        runs = backbone.get("methods")
+        blocks[f"backbones.{key}"] = [("methods", e) for e in config["methods"] if runs is None or entry_id(e) in runs]
+    for where, entries in blocks.items():
+        seen: dict[tuple[str, str], str] = {}
+        for section, entry in entries:
+            printed = (_lookup(section)(entry["name"]).row_label(entry), "–" if entry.get("rank") is None else str(entry["rank"]))
+            if printed in seen:
+                raise ConfigError(f"{section} entries {seen[printed]!r} and {entry_id(entry)!r} would print alike in "
+                                  f"Table 1 ({where}: {printed[0]!r}, rank {printed[1]}); give one of them a `label`")
+            seen[printed] = entry_id(entry)
 
 
 def _check_datasets(config: dict) -> None:
@@ -263,10 +292,14 @@ def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> 
         raise ConfigError(f"config invalid at {where}: {error.message}") from None
     _fill_defaults(config, _schema())
     _check_entries(config)
+    _check_row_names(config)
     _check_row_train(config)
     _check_tune(config)
-    check_ranks(config)  # every method entry fits the layers it targets (built on the meta device)
-    check_devices(config)  # and can run on the grid's device (QLoRA's 4-bit layers)
+    if config["methods"]:
+        from benchmark.method_checks import check_devices, check_ranks
+
+        check_ranks(config)  # every method entry fits the layers it targets (built on the meta device)
+        check_devices(config)  # and can run on the grid's device (QLoRA's 4-bit layers)
     _check_datasets(config)
     _check_subsets(config)
     _check_paper(config)

@@ -19,14 +19,37 @@ from benchmark.errors import Busy
 T = TypeVar("T")
 
 
+def umask() -> int:
+    """The process's umask, read without changing it where the kernel reports it (Linux 4.7+):
+    setting it to read it back would, for that moment, apply to files other threads create."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)  # the fallback's moment of a narrower mask errs on the private side
+    os.umask(mask)
+    return mask
+
+
+def ordinary_mode(directory: bool = False) -> int:
+    """The mode open() (0o666) or mkdir() (0o777) would give under the user's umask: a temporary
+    file or folder is private (0o600, 0o700), and renamed into place it would stay so, unreadable
+    to the colleagues the user's umask lets read the rest of the folder."""
+    return (0o777 if directory else 0o666) & ~umask()
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(tmp) on a temporary sibling of `path`, then rename it into place."""
+    """Call write(tmp) on a temporary sibling of `path`, give it the mode an ordinary write would
+    have, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, ordinary_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from benchmark.data.dataset import split_pairs
+from benchmark.data.layout import split_pairs
 from benchmark.errors import DatasetError
 from benchmark.grid import Cell, expand_trials, tuned_param, tuning_key
 from benchmark.io import read_json_object, write_json

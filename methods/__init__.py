@@ -1,8 +1,10 @@
 """PEFT methods as plugins, looked up by the name a config gives (contract: methods/README.md).
 
 A method is a `Method(...)` registered from one of three places: a module of this package that
-defines `METHOD` (found on import, so a new built-in is one dropped-in file); an installed
-package exposing it under the entry-point group "saltbench.methods"; or a module / .py file
+defines `METHOD` and is named as configs name the method (listed on import, imported when a grid
+first names it, so a new built-in is one dropped-in file and a grid pays only for the methods it
+uses: the peft bridge imports peft, QLoRA bitsandbytes); an installed package exposing it under
+the entry-point group "saltbench.methods" (imported when named, too); or a module / .py file
 listed in the environment variable SALTBENCH_PLUGINS, which reaches Snakemake's jobs without
 installing anything. The model-level helpers below work for every method; counting parameters is
 benchmark.cost.parameters'.
@@ -30,7 +32,7 @@ ENTRY_POINT_GROUP = "saltbench.methods"
 PLUGINS_ENV = "SALTBENCH_PLUGINS"
 _NOT_METHODS = {"base", "svd_cache"}
 
-REGISTRY: Registry[Method] = Registry("method")
+REGISTRY: Registry[Method] = Registry("method", Method)
 
 
 def register(method: Method) -> Method:
@@ -46,24 +48,20 @@ def get_method(name: str) -> Method:
 
 
 def _register_package_modules() -> None:
-    """Every public module of this package except base and svd_cache is a method file."""
+    """Every public module of this package except base and svd_cache is a method file, named as
+    configs name its method; imported on first lookup."""
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-        if info.name.startswith("_") or info.name in _NOT_METHODS:
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        if not isinstance(getattr(module, "METHOD", None), Method):
-            raise TypeError(f"{module.__file__}: a method module must define METHOD = methods.Method(...)")
-        register(module.METHOD)
+        if not info.name.startswith("_") and info.name not in _NOT_METHODS:
+            REGISTRY.register_later(info.name, f"{__name__}.{info.name}:METHOD")
 
 
 def load_entry_points() -> list[str]:
-    """Register methods that installed packages expose under ENTRY_POINT_GROUP; their names."""
+    """Register the methods installed packages expose under ENTRY_POINT_GROUP, each imported on
+    first lookup; their names."""
     names = []
     for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        method = entry_point.load()
-        if not isinstance(method, Method):
-            raise TypeError(f"entry point {entry_point.name!r} ({entry_point.value}) is not a methods.Method")
-        names.append(register(method).name)
+        REGISTRY.register_later(entry_point.name, entry_point.value, entry_point.load)
+        names.append(entry_point.name)
     return names
 
 

@@ -32,7 +32,9 @@ class Method:
     hparams: every spec key the method accepts besides "name", with its default; a config is
     checked against it so that a typo fails loudly instead of silently using a default.
     apply: (model, components, spec) -> names of the modules it replaced.
-    label: the row name tables print (the method's name when empty).
+    label: the row name tables print for an entry without a `label` of its own (see `row_label`).
+    row_name: entry -> its row name, for a method whose rows differ by more than `rank`, which
+    Table 1 prints in a column of its own (the peft bridge: the tuner's name and settings).
     open_hparams: for a method whose accepted keys depend on the spec (the peft bridge takes the
     chosen tuner's config fields), spec -> the keys it accepts with their defaults; it raises
     ValueError naming the valid keys. None: `hparams` is the whole list.
@@ -50,10 +52,37 @@ class Method:
     open_hparams: Callable[[Mapping[str, object]], dict[str, object]] | None = None
     frozen_encoder: bool = False
     check_device: Callable[[str], None] | None = None
+    row_name: Callable[[Mapping[str, object]], str] | None = None
 
     def hparams_for(self, spec: Mapping[str, object]) -> dict[str, object]:
         """Every key `spec` may set, with its default."""
         return dict(self.hparams) if self.open_hparams is None else self.open_hparams(spec)
+
+    def row_label(self, entry: Mapping[str, object]) -> str:
+        """The name tables give a grid entry of this method: its own `label`; else `row_name`'s;
+        else the method's `label`; else, for a method without one, its name and the settings
+        that set the row apart ("chgain gain=0.5"; `rank` has a column of its own)."""
+        if "label" in entry:
+            return str(entry["label"])
+        if self.row_name is not None:
+            return self.row_name(entry)
+        if self.label:
+            return self.label
+        defaults = {key: value for key, value in self.hparams_for(entry).items() if key != "rank"}
+        return " ".join([self.name, *distinguishing_settings(entry, defaults)])
+
+
+def distinguishing_settings(entry: Mapping[str, object], defaults: Mapping[str, object]) -> list[str]:
+    """The settings of `defaults` to which `entry` gives another single value, in the entry's
+    order, as a row name shows them: `r` as "r4", any other as "key=value". Lists and mappings
+    (targets, per-component ranks) are left out: rows that differ only there need a `label`."""
+    shown = []
+    for key, value in entry.items():
+        if key not in defaults or value == defaults[key] or not isinstance(value, (bool, int, float, str)):
+            continue
+        text = format(value, "g") if isinstance(value, float) else str(value)
+        shown.append(f"r{text}" if key == "r" else f"{key}={text}")
+    return shown
 
 
 def weight_matrix(layer: nn.Module) -> Tensor:

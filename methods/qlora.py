@@ -16,7 +16,7 @@ float32 bytes; the cell summary gives both sizes (params.image_encoder_megabytes
 Not merged for inference: adding B A to a 4-bit weight re-quantizes it and changes the model
 (peft warns the same), so the test set is evaluated on the trained, unmerged layers and the summary
 says so. Whether bitsandbytes runs 4-bit layers on the grid's device is checked when the config is
-validated (benchmark.config_checks), never discovered mid-training, and never replaced by fp32 LoRA.
+validated (benchmark.method_checks), never discovered mid-training, and never replaced by fp32 LoRA.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from methods.base import DEFAULT_TARGETS, Method, adapt, encoder_blocks, match_targets, replace_modules, resolve_hparams
-from methods.peft_tuners import ADAPTER, PeftLayer, inject
+from methods.peft import ADAPTER, PeftLayer, inject
 
 QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

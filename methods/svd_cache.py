@@ -10,8 +10,6 @@ rewritten, with a message. Caching is off unless a caller names a directory (`ca
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +18,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
+
+from benchmark.io import atomic_write
 
 VERSION = "1"  # bump when thin_svd changes what it returns for the same weight
 NAMES = ("U", "sigma", "Vh")
@@ -74,15 +74,9 @@ def _read(path: Path, key: str, matrix: Tensor) -> Factors | str:
 
 def _write(path: Path, key: str, factors: Factors) -> None:
     """Atomically: a killed writer leaves no partial file under the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in zip(NAMES, factors)}
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata={"key": key, "digest": _bytes_digest(list(tensors.values()))})
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    metadata = {"key": key, "digest": _bytes_digest(list(tensors.values()))}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def cached(matrix: Tensor, compute: Callable[[Tensor], Factors]) -> Factors:

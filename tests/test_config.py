@@ -108,3 +108,59 @@ def test_strings_that_are_no_number_are_named(tmp_path, key, value, message):
     grid["train"][key] = value
     with pytest.raises(ConfigError, match=message):
         validate(grid)
+
+
+def _row_names(config: dict) -> dict[str, str]:
+    import baselines
+    import methods
+
+    return {entry["id"] if "id" in entry else entry["name"]: (methods.get_method if section == "methods" else baselines.get_baseline)(
+            entry["name"]).row_label(entry) for section in ("methods", "baselines") for entry in config[section]}
+
+
+def test_rows_without_a_label_are_named_from_their_method_and_settings(tmp_path):
+    grid = tiny_grid(tmp_path, backbones={"lite": {"name": "litemedsam"}}, methods=[
+        {"id": "hra_r4", "name": "peft", "tuner": "hra", "r": 4},
+        {"id": "hra_r8", "name": "peft", "tuner": "hra", "r": 8},  # peft's default r for HRA: nothing sets it apart
+        {"id": "oft_b16", "name": "peft", "tuner": "oft", "oft_block_size": 16, "r": 0},
+        {"id": "lora_a8", "name": "lora", "rank": 4, "lora_alpha": 8},  # a built-in's label stays as it was
+        {"id": "peft_lora", "name": "peft", "tuner": "lora", "r": 4, "label": "LoRA (peft)"}])
+    assert _row_names(validate(grid)) == {"hra_r4": "HRA (peft) r4", "hra_r8": "HRA (peft)", "oft_b16": "OFT (peft) oft_block_size=16",
+                                          "lora_a8": "LoRA", "peft_lora": "LoRA (peft)", "unet_tiny": "U-Net"}
+
+
+def test_the_default_grids_rows_keep_their_names():
+    from benchmark.config import load_config
+
+    assert _row_names(load_config("config/default.yaml", check_paths=False)) == {
+        "frozen": "MedSAM zero-shot (LiteMedSAM stand-in)", "svd": "S-SAM", "lora_r4": "LoRA", "lora_r64": "LoRA",
+        "salt_r4": "SALT", "salt_r64": "SALT", "unet": "U-Net"}
+
+
+@pytest.mark.parametrize(("entries", "message"), [
+    ([{"id": "hra_a", "name": "peft", "tuner": "hra", "r": 4}, {"id": "hra_b", "name": "peft", "tuner": "hra", "r": 4, "targets": ["mlp"]}],
+     "methods entries 'hra_a' and 'hra_b' would print alike in Table 1 (backbones.lite: 'HRA (peft) r4', rank –); "
+     "give one of them a `label`"),
+    ([{"id": "lora_a", "name": "lora", "rank": 4}, {"id": "lora_b", "name": "lora", "rank": 4, "lora_alpha": 8}],
+     "methods entries 'lora_a' and 'lora_b' would print alike in Table 1 (backbones.lite: 'LoRA', rank 4)"),
+    ([{"id": "mine", "name": "lora", "rank": 4, "label": "SALT"}, {"id": "salt_r4", "name": "salt", "rank": 4}],
+     "methods entries 'mine' and 'salt_r4' would print alike"),
+])
+def test_two_rows_that_would_print_alike_are_refused_naming_both(tmp_path, entries, message):
+    grid = tiny_grid(tmp_path, backbones={"lite": {"name": "litemedsam"}}, methods=entries)
+    with pytest.raises(ConfigError) as error:
+        validate(grid)
+    assert str(error.value).startswith(message)
+    entries[1]["label"] = "mine, second"
+    validate(grid)
+
+
+def test_rows_print_alike_only_within_one_backbone_or_the_baselines(tmp_path):
+    lora = [{"id": "lora_a", "name": "lora", "rank": 4}, {"id": "lora_b", "name": "lora", "rank": 4, "lora_alpha": 8}]
+    grid = tiny_grid(tmp_path, backbones={"a": {"name": "litemedsam", "methods": ["lora_a"]},
+                                          "b": {"name": "litemedsam", "methods": ["lora_b"]}}, methods=lora)
+    validate(grid)
+    grid = tiny_grid(tmp_path, baselines=[{"id": "unet_a", "name": "unet"}, {"id": "unet_b", "name": "unet", "num_res_units": 1}])
+    with pytest.raises(ConfigError, match=r"^baselines entries 'unet_a' and 'unet_b' would print alike in Table 1 "
+                                          r"\(baselines: 'U-Net', rank –\)"):
+        validate(grid)

@@ -12,7 +12,8 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from benchmark.data import synthetic
-from benchmark.data.dataset import VesselDataset, split_pairs
+from benchmark.data.dataset import VesselDataset
+from benchmark.data.layout import split_pairs
 from benchmark.data.layout import Pair, load_image, load_mask, read_salt_layout, validate_pairs
 from benchmark.data.synthetic import MODALITIES, generate_image, write_dataset
 from benchmark.data.transforms import augment, resize_pad

@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from benchmark.config import validate
-from benchmark.data.dataset import VesselDataset, split_pairs
+from benchmark.data.dataset import VesselDataset
+from benchmark.data.layout import split_pairs
 from benchmark.data.sources import load_pairs
 from benchmark.engine.cell import cell_dir, resolve_device, run_cell
 from benchmark.errors import DatasetError

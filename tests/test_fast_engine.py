@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from benchmark.config import validate
-from benchmark.data.dataset import VesselDataset, split_pairs
+from benchmark.data.dataset import VesselDataset
+from benchmark.data.layout import split_pairs
 from benchmark.data.sources import load_pairs
 from benchmark.engine.cell import run_cell
 from benchmark.engine.precision import autocast, grad_scaler

@@ -17,7 +17,8 @@ from benchmark.config import validate
 from benchmark.errors import ConfigError
 from benchmark.grid import entry_id, expand_cells, row_keys
 
-from benchmark.config_checks import check_ranks, missing_paths, require_paths
+from benchmark.config_checks import missing_paths, require_paths
+from benchmark.method_checks import check_ranks
 from benchmark.paper.published import ABLATION_DATASET, SAM2_DATASETS, TABLE1_DATASETS
 from tests.conftest import tiny_grid
 

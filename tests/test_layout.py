@@ -93,11 +93,11 @@ def _under(module: str, package: str) -> bool:
 # them; the config that checks a grid against all of these; what a cell costs; the engine that runs
 # a cell; the report and the speed measurements over cells; the command line.
 LAYERS = (
-    ("benchmark.errors", "benchmark.registry", "benchmark.grid", "benchmark.io", "benchmark.paper", "benchmark.allocator",
+    ("benchmark.errors", "benchmark.registry", "benchmark.quiet", "benchmark.grid", "benchmark.io", "benchmark.paper", "benchmark.allocator",
      "benchmark.provenance", "benchmark.metrics", "benchmark.summary"),
     ("methods", "baselines", "benchmark.data", "benchmark.gpus", "benchmark.predictions", "benchmark.tuning"),
     ("benchmark.models",),
-    ("benchmark.config_checks", "benchmark.config"),
+    ("benchmark.config_checks", "benchmark.method_checks", "benchmark.config"),
     ("benchmark.cost",),
     ("benchmark.engine",),
     ("benchmark.report", "benchmark.perf"),

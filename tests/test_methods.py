@@ -629,3 +629,12 @@ def test_bad_plugins_fail_clearly(tmp_path) -> None:
     (tmp_path / "not_a_method.py").write_text("VALUE = 1\n")
     with pytest.raises(TypeError, match=r"not_a_method\.py' must define METHOD"):
         methods.load_plugins(str(tmp_path / "not_a_method.py"))
+
+
+def test_a_method_without_a_label_names_a_row_by_the_settings_that_set_it_apart() -> None:
+    plugin = Method(name="chgain", description="", hparams={"targets": ["mlp"], "gain": 1.0, "rank": 4, "bias": False},
+                    apply=lambda model, components, spec: [])
+    assert plugin.row_label({"id": "a", "name": "chgain", "gain": 0.5, "rank": 8, "bias": True, "targets": ["mlp", "attn.qkv"]}) \
+        == "chgain gain=0.5 bias=True"  # rank has its own column; lists are left out
+    assert plugin.row_label({"name": "chgain", "gain": 1.0}) == "chgain"
+    assert plugin.row_label({"name": "chgain", "gain": 0.5, "label": "Gain"}) == "Gain"

@@ -14,7 +14,7 @@ from benchmark.cost.parameters import count_parameters
 from benchmark.engine.adapters import load_adapter, save_adapter
 from benchmark.errors import ConfigError
 from methods import AdaptedLayer, apply_method, merge_model, regularization
-from methods.peft_tuners import PeftLayer, tuner_names
+from methods.peft import PeftLayer, tuner_names
 from tests.conftest import tiny_grid
 from tests.test_methods import ALL_TARGETS, COMPONENTS, toy, toy_input
 
@@ -153,3 +153,22 @@ def test_a_grid_with_a_bad_tuner_fails_validation(tmp_path) -> None:
 def test_every_tested_tuner_is_offered() -> None:
     assert set(SPECS) <= set(tuner_names())
     assert "prefix_tuning" not in tuner_names(), "prompt-learning tuners adapt no layer"
+
+
+def test_boft_says_in_its_notes_when_peft_trains_another_butterfly_factor_and_prints_nothing(capfd) -> None:
+    """peft's BOFT tries to compile a CUDA extension for each layer and, without it, warns twice on
+    stderr and trains boft_n_butterfly_factor 1 whatever the spec says. The warnings are noise; the
+    changed factor is not, so the layers' note says it."""
+    import warnings
+
+    model = toy()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apply_method(model, {"name": "peft", "targets": LINEAR_TARGETS, "tuner": "boft", "boft_block_size": 4,
+                             "boft_block_num": 0, "boft_n_butterfly_factor": 2}, COMPONENTS)
+    layers = methods.adapted_layers(model).values()
+    assert [str(w.message) for w in caught] == [] and capfd.readouterr().err == ""
+    without_extension = not all(layer.tuned.fbd_cuda_available for layer in layers)
+    expected = ("BOFT trained with boft_n_butterfly_factor 1, not 2: peft's CUDA extension (fbd_cuda) could not be "
+                "built on this host, and without it peft uses 1") if without_extension else ""
+    assert {layer.note for layer in layers} == {expected}

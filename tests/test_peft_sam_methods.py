@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.config_checks import _cached_architecture
+from benchmark.method_checks import _cached_architecture
 from methods import apply_method
 from methods.base import encoder_blocks
 from benchmark.cost.parameters import count_parameters

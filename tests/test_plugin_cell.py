@@ -109,7 +109,8 @@ def check_adapter_reproduces_the_cell(config_path: Path, cell_dir: Path, summary
     """A fresh backbone plus the saved adapter gives the cell's parameter count and per-image Dice."""
     from benchmark.config import load_config
     from benchmark.grid import expand_cells
-    from benchmark.data.dataset import VesselDataset, split_pairs
+    from benchmark.data.dataset import VesselDataset
+    from benchmark.data.layout import split_pairs
     from benchmark.data.sources import load_pairs
     from benchmark.engine.adapters import load_adapter
     from benchmark.models.cell_model import build_cell_model

@@ -24,7 +24,7 @@ from benchmark.engine import train as train_module
 from benchmark.engine.cell import cell_dir, run_cell
 from benchmark.engine.train import CHECKPOINT
 from benchmark.errors import Busy, NonFiniteLoss
-from benchmark.io import atomic_write, exclusive
+from benchmark.io import atomic_write, exclusive, write_text
 from benchmark.models import litemedsam, text
 from tests.conftest import tiny_grid, write_grid
 
@@ -184,6 +184,34 @@ def test_atomic_write_keeps_the_old_file_when_the_disk_fills(tmp_path):
     assert target.read_text() == "old, complete" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
+@pytest.fixture
+def user_umask():
+    """Set the process's umask for one test, and put the old one back."""
+    previous = os.umask(0o022)
+    yield os.umask
+    os.umask(previous)
+
+
+@pytest.mark.parametrize("mask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775),
+                                                          (0o077, 0o600, 0o700)])
+def test_written_files_and_folders_get_the_users_umask(tmp_path, user_umask, mask, file_mode, folder_mode):
+    """A table, a cache file and a generated dataset read as open() and mkdir() would leave them,
+    not as the private temporary they were written to (0o600 / 0o700)."""
+    from benchmark.data.synthetic import write_dataset
+    from methods import svd_cache
+    from methods.base import thin_svd
+
+    user_umask(mask)
+    write_text(tmp_path / "figures" / "table1.md", "| a |\n")
+    with svd_cache.cached_in(tmp_path / "cache"):
+        thin_svd(torch.ones(3, 2))
+    root = write_dataset(tmp_path / "data", "bright_speckle", n_train=1, n_test=1, size=32)
+    (cache_file,) = (tmp_path / "cache").iterdir()
+    modes = {path: path.stat().st_mode & 0o777 for path in (tmp_path / "figures" / "table1.md", cache_file,
+                                                            root / "data_split.csv", root)}
+    assert modes == {**{path: file_mode for path in modes}, root: folder_mode}
+
+
 def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, straight):
     config = validate(_grid(tmp_path))
     out = cell_dir(config, CELL)
@@ -314,9 +342,9 @@ def test_a_method_whose_build_returns_a_plain_layer_is_named():
         wrong.apply(model, {"attn.qkv": r"attn\.qkv"}, {"name": "wrong_build"})
 
 
-def _snakemake(workdir: Path, grid: Path) -> subprocess.Popen:
+def _snakemake(workdir: Path, grid: Path, **environment: str) -> subprocess.Popen:
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", **environment}
     return subprocess.Popen([str(bin_dir / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "-d", str(workdir),
                              "--configfile", str(grid), "--cores", "1", "--resources", "gpu=1"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -325,11 +353,13 @@ def _snakemake(workdir: Path, grid: Path) -> subprocess.Popen:
 @pytest.mark.slow
 def test_two_snakemake_runs_of_one_grid_never_train_one_cell_twice(tmp_path):
     """Same working directory: Snakemake's own lock refuses the second run. Another working directory
-    on the same results folder: the cell lock stops the second run's job, naming the first."""
-    grid = tiny_grid(tmp_path)
-    grid["train"]["epochs"] = 400  # long enough (about 30 s) to be caught running
-    path = write_grid(tmp_path, grid)
-    first = _snakemake(tmp_path / "work", path)
+    on the same results folder: the cell lock stops the second run's job, naming the first. The
+    first run's cell waits before its first epoch until the test removes the gate file
+    (SALTBENCH_HOLD_FILE), so it is running, whatever the host's speed, while the others start."""
+    path = write_grid(tmp_path, tiny_grid(tmp_path))
+    gate = tmp_path / "hold"
+    gate.touch()
+    first = _snakemake(tmp_path / "work", path, SALTBENCH_HOLD_FILE=str(gate))
     try:
         lock = tmp_path / "results" / "locks" / f"{CELL}.lock"
         deadline = time.monotonic() + 120
@@ -344,11 +374,14 @@ def test_two_snakemake_runs_of_one_grid_never_train_one_cell_twice(tmp_path):
         log = (tmp_path / "results" / "logs" / f"cell-{CELL}.log").read_text()
         assert other_dir.returncode != 0, output[-2000:]
         assert f"cell {CELL} is being run by pid" in output + log
-        assert first.wait(timeout=300) == 0
+        assert not (tmp_path / "results" / "cells" / CELL / "train_log.csv").exists()  # still held, nothing trained
+        gate.unlink()
+        assert first.wait(timeout=300) == 0, first.stdout.read()
     finally:
+        gate.unlink(missing_ok=True)
         if first.poll() is None:
             first.kill()
-    assert json.loads((tmp_path / "results" / "cells" / CELL / "summary.json").read_text())["trained"]["epochs"] == 400
+    assert json.loads((tmp_path / "results" / "cells" / CELL / "summary.json").read_text())["trained"]["epochs"] == 2
 
 
 # --- the fault table stays true to the tests ---------------------------------------------------------

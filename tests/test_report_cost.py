@@ -31,7 +31,9 @@ def test_written_files_round_trip_and_name_the_conventions(tmp_path):
     md, csv = write_cost_table(table, tmp_path / "out")
     pd.testing.assert_frame_equal(pd.read_csv(csv), table, check_dtype=False)
     text = md.read_text()
-    assert "2 x MACs" in text and "Golub-Reinsch" in text and "| SALT | litemedsam | 460,000 | 0.460 |" in text
+    assert "2 x MACs" in text and "Golub-Reinsch" in text
+    assert "| litemedsam/salt_r4 | SALT | 4 | litemedsam | 460,000 | 0.460 |" in text  # the rank tells the SALT rows apart
+    assert "| litemedsam/salt_r256 | 80.000 | 93.000 | 13.000 |" in text  # and the row key names them in later tables
 
 
 def test_a_cell_without_cost_json_is_named(tmp_path):
@@ -73,4 +75,5 @@ def test_rows_of_other_devices_are_marked_and_ranked_only_among_themselves(tmp_p
     ranks = dict(zip(table["Model"] + table.index.astype(str), table["Speed rank on device"]))
     assert ranks == {"U-Net0": 2, "LiteMedSAM (zero-shot)1": 1, "LoRA2": 1, "SALT3": 2, "SALT4": 3}
     text = write_cost_table(table, tmp_path / "out")[0].read_text()
-    assert "| [B] cuda: Test GPU |" in text and "| [A] cpu: test host, 2 threads |" in text
+    assert "Devices: [A] cpu: test host, 2 threads; [B] cuda: Test GPU." in text
+    assert "| litemedsam/lora_r4 | [B] | 8.5 |" in text and "| unet | [A] | 2.5 |" in text

@@ -49,7 +49,8 @@ def _run_grid(config: dict) -> dict[str, dict]:
 
 def test_a_row_may_carry_its_own_training_settings(tmp_path):
     grid = tiny_grid(tmp_path)
-    grid["baselines"].append({**grid["baselines"][0], "id": "unet_slow", "train": {"lr": "1e-4", "epochs": 1}})
+    grid["baselines"].append({**grid["baselines"][0], "id": "unet_slow", "label": "U-Net (slow)",
+                              "train": {"lr": "1e-4", "epochs": 1}})
     config = validate(grid)
     cells = expand_cells(config)
     plain, slow = cells["unet_tiny-bright-s0"], cells["unet_slow-bright-s0"]
@@ -63,7 +64,7 @@ def test_a_row_may_carry_its_own_training_settings(tmp_path):
     assert summary["train_overrides"] == {"lr": 1.0e-4, "epochs": 1}
     run_cell(config, plain.id)
     notes = settings_notes(config, load_summaries(Path(config["results_dir"]) / "cells"))
-    assert notes == ["Rows with training settings of their own (not tuned): U-Net: lr 0.0001, epochs 1."]
+    assert notes == ["Rows with training settings of their own (not tuned): U-Net (slow): lr 0.0001, epochs 1."]
 
 
 @pytest.mark.parametrize("train, message", [

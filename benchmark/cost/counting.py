@@ -18,21 +18,24 @@ import re
 from pathlib import Path
 
 import torch
-from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import (
-    addmm_flop_jit,
-    bmm_flop_jit,
-    conv_flop_jit,
-    einsum_flop_jit,
-    get_shape,
-    linear_flop_jit,
-    matmul_flop_jit,
-)
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from benchmark.cost.parameters import parameter_numel
 from benchmark.io import read_json_object, read_or_discard, write_json
+from benchmark.quiet import FVCORE_IMPORT, silenced
+
+with silenced(FVCORE_IMPORT):
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import (
+        addmm_flop_jit,
+        bmm_flop_jit,
+        conv_flop_jit,
+        einsum_flop_jit,
+        get_shape,
+        linear_flop_jit,
+        matmul_flop_jit,
+    )
 
 GFLOPS_CONVENTION = "GFLOPs = 2 x MACs / 1e9 for one image, eval mode, merged model (as the paper counts)"
 FVCORE = "fvcore"

@@ -11,21 +11,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from benchmark.data.layout import SPLITS, Pair, load_image, load_mask
-
+from benchmark.data.layout import Pair, load_image, load_mask
 from benchmark.data.transforms import augment as augment_pair
 from benchmark.data.transforms import resize_pad
 from benchmark.errors import DatasetError
 from benchmark.io import atomic_write
 
 CACHE_VERSION = "1"  # bump when decoding or resize_pad changes what a cached array holds
-
-
-def split_pairs(pairs: list[Pair], split: str) -> list[Pair]:
-    """The pairs of one split, in their original order."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
-    return [pair for pair in pairs if pair.split == split]
 
 
 class VesselDataset(Dataset):

@@ -32,6 +32,13 @@ class Pair:
     fov: Path | None = None
 
 
+def split_pairs(pairs: list[Pair], split: str) -> list[Pair]:
+    """The pairs of one split, in their original order."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
+    return [pair for pair in pairs if pair.split == split]
+
+
 def read_salt_layout(root: Path) -> list[Pair]:
     """List the image/mask pairs of `root` in csv order; files are checked to exist, not opened."""
     root = Path(root)

@@ -20,6 +20,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from benchmark.errors import DatasetError
+from benchmark.io import ordinary_mode
 
 
 GENERATOR_VERSION = "1"
@@ -362,6 +363,7 @@ def write_dataset(root: Path, modality: str, n_train: int, n_test: int, size: in
     partial = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
         _write_files(partial, params)
+        os.chmod(partial, ordinary_mode(directory=True))  # mkdtemp's 0o700 would hide the data from colleagues
         os.rename(partial, root)
     except OSError:
         shutil.rmtree(partial, ignore_errors=True)

@@ -27,7 +27,8 @@ from benchmark.grid import (Cell, all_cells, backbone_spec, cell_config, entry_i
 from benchmark.cost.counting import GFLOPS_CONVENTION, cached_gflops
 from benchmark.cost.measure import RunMeter, measured_cost
 from benchmark.cost.training import cached_training_cost, encoder_megabytes, trainable_share
-from benchmark.data.dataset import VesselDataset, split_pairs
+from benchmark.data.dataset import VesselDataset
+from benchmark.data.layout import split_pairs
 from benchmark.data.sources import data_label, load_pairs
 from benchmark.data.subsets import nested_subset
 from benchmark.engine.adapters import save_adapter

@@ -30,6 +30,9 @@ from benchmark.errors import NonFiniteLoss
 from benchmark.io import atomic_write, read_or_discard, write_text
 
 CHECKPOINT = "checkpoint.pt"
+# Test hook (docs/reliability.md): while the file this names exists, a cell waits before each epoch,
+# so a test can keep a cell running, holding its lock, until it releases it, on any host's speed.
+HOLD_FILE_ENV = "SALTBENCH_HOLD_FILE"
 LOG_FIELDS = ("epoch", "lr", "loss", "seg_loss", "reg", "val_dice", "seconds", *EPOCH_FIELDS)
 STATE_KEYS = {"model", "optimizer", "scheduler", "scaler", "log", "elapsed", "epoch", "fingerprint", "best"}
 
@@ -40,6 +43,13 @@ def _read_checkpoint(path: Path, device: torch.device) -> dict:
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"not a training checkpoint of this engine (holds {found})")
     return state
+
+
+def _hold() -> None:
+    """Wait while the file SALTBENCH_HOLD_FILE names exists (unset: return at once)."""
+    gate = os.environ.get(HOLD_FILE_ENV)
+    while gate and os.path.exists(gate):
+        time.sleep(0.1)
 
 
 def _check_finite(mean_loss: float, epoch: int, cfg: dict) -> None:
@@ -225,6 +235,7 @@ def train(model: nn.Module, dataset: VesselDataset, cfg: dict, out_dir: Path, se
     checkpoint = Path(out_dir) / CHECKPOINT
     progress = _resume(checkpoint, fingerprint, step, scheduler, meter, cfg["epochs"], device)
     for epoch in range(progress.epoch, cfg["epochs"]):
+        _hold()
         meter.start_epoch()
         began = time.perf_counter()
         set_train_mode(model)

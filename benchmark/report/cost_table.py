@@ -22,8 +22,9 @@ from benchmark.cost.training import TRAINING_CONVENTION
 from benchmark.io import write_text
 from benchmark.report import markdown
 from benchmark.report.rows import by_row, distinct
+from benchmark.report.table1 import DASH
 
-COLUMNS = ["Model", "Backbone", "Trainable", "% of model", "% with text encoder", "GFLOPs inference",
+COLUMNS = ["Row", "Model", "Rank", "Backbone", "Trainable", "% of model", "% with text encoder", "GFLOPs inference",
            "GFLOPs train step", "GFLOPs added", "GFLOPs adapters", "GFLOPs rebuild / batch", "GFLOPs SVD once",
            "Batch", "Counter", "Scaled singular values r"]
 # measured column -> the summary's `measured` key (a nested key as a tuple)
@@ -77,19 +78,21 @@ def _rank_within_devices(df: pd.DataFrame) -> pd.Series:
 
 
 def device_marks(df: pd.DataFrame) -> dict[str, str]:
-    """A letter per device when the rows ran on more than one: rows of different letters are not compared."""
-    devices = list(dict.fromkeys(df["Device"]))
-    return {} if len(devices) < 2 else {name: f"[{string.ascii_uppercase[i % 26]}]" for i, name in enumerate(devices)}
+    """A letter per device ([A], [B], ...): rows of different letters are not compared."""
+    return {name: f"[{string.ascii_uppercase[i % 26]}]" for i, name in enumerate(dict.fromkeys(df["Device"]))}
 
 
 def build_cost_table(summaries: list[dict], cells_dir: Path) -> pd.DataFrame:
     """One row per table row (baseline, or backbone x method), in the grid's order."""
     records = []
-    for cells in by_row(summaries).values():
+    for key, cells in by_row(summaries).items():
         cost = _read_cost(cells_dir, cells[0]["cell"])
         training = cost.get("training") or {}
+        method = cells[0]["method"]
         records.append({
-            "Model": cells[0]["method"]["label"],
+            "Row": key,
+            "Model": method["label"],
+            "Rank": DASH if method.get("rank") is None else str(method["rank"]),
             "Backbone": cells[0]["backbone"],
             "Trainable": cost["trainable"],
             "% of model": cost["pct_model"],
@@ -120,11 +123,35 @@ EXPLANATION = (
     "total for the training steps (validation excluded), training images/s, seconds of the test evaluation, peak "
     "host RSS, on CUDA the peak allocated and reserved accelerator memory, per-step memory (sampled after every "
     "step: accelerator reserved on CUDA, host RSS on a CPU) as 99th percentile and mean, and the adapter file's "
-    "size. Speed rank: 1 = most training images/s among rows of the same device; rows of different devices are "
-    "marked [A], [B], ... and not ranked against each other. Times depend on the host's load when the cell ran. "
+    "size. Speed rank: 1 = most training images/s among rows of the same device; rows of different devices "
+    "([A], [B], ...) are not ranked against each other. Times depend on the host's load when the cell ran. "
     "Scaled singular values r: SALT's top-r count per adapted component, min-max over its layers / the layers' "
     "r_max (chosen per layer by sv_energy)."
 )
+
+
+# The markdown's tables: a 27-column table is unreadable. Each after the first names its rows by
+# their key (`<backbone>/<id>`, a baseline's id), which the first spells out.
+SECTIONS = {
+    "Parameters": ["Row", "Model", "Rank", "Backbone", "Trainable", "% of model", "% with text encoder",
+                   "Scaled singular values r"],
+    "GFLOPs per image": ["Row", "GFLOPs inference", "GFLOPs train step", "GFLOPs added", "GFLOPs adapters",
+                         "GFLOPs rebuild / batch", "GFLOPs SVD once", "Batch", "Counter"],
+    "Time (mean over the row's cells)": ["Row", "Device", "s / epoch", "Train s", "Train img/s", "Eval s",
+                                         "Speed rank on device"],
+    "Memory in MB (mean over the row's cells) and adapter size": ["Row", *(c for c in MEASURED if c.endswith("MB")),
+                                                                  "Adapter bytes"],
+}
+SPECS = {"Trainable": ",d", "% of model": ".3f", "% with text encoder": ".3f", "Batch": ".0f", "s / epoch": ".1f",
+         "Train s": ".1f", "Train img/s": ".2f", "Eval s": ".1f", "Adapter bytes": ",.0f", "Speed rank on device": ".0f",
+         **{column: ",.0f" for column in MEASURED if column.endswith("MB")}}
+TEXT = ("Row", "Model", "Rank", "Backbone", "Counter", "Device", "Scaled singular values r")
+
+
+def _cell(column: str, value: object) -> str:
+    if column in TEXT:
+        return str(value)
+    return markdown.number(None if pd.isna(value) else value, SPECS.get(column, ".3f"))
 
 
 def write_cost_table(df: pd.DataFrame, out_dir: Path, notes: list[str] = ()) -> list[Path]:
@@ -132,16 +159,15 @@ def write_cost_table(df: pd.DataFrame, out_dir: Path, notes: list[str] = ()) -> 
     out_dir = Path(out_dir)
     md_path, csv_path = out_dir / "cost.md", out_dir / "cost.csv"
     write_text(csv_path, df.to_csv(index=False))
-    specs = {"Trainable": ",d", "% of model": ".3f", "% with text encoder": ".3f", "Batch": ".0f", "s / epoch": ".1f",
-             "Train s": ".1f", "Train img/s": ".2f", "Eval s": ".1f", "Adapter bytes": ",.0f", "Speed rank on device": ".0f",
-             **{column: ",.0f" for column in MEASURED if column.endswith("MB")}}
     marks = device_marks(df)
-    text = ("Model", "Backbone", "Counter", "Device", "Scaled singular values r")
-    rows = ([markdown.number(None if pd.isna(value) else value, specs.get(column, ".3f"))
-             if column not in text else f"{marks[value]} {value}" if column == "Device" and marks else value
-             for column, value in record.items()]
-            for record in df.to_dict("records"))
-    lines = ["# Cost per row: trainable parameters, GFLOPs per image, measured time and memory", "", EXPLANATION, "",
-             *(line for note in notes for line in (note, "")), *markdown.table(COLUMNS, rows)]
-    write_text(md_path, "\n".join(lines) + "\n")
+    shown = df.assign(Device=[marks[name] for name in df["Device"]])
+    lines = ["# Cost per row: trainable parameters, GFLOPs per image, measured time and memory", ""]
+    lines += [line for text in (EXPLANATION, *notes) for line in (markdown.paragraph(text), "")]
+    for title, columns in SECTIONS.items():
+        lines += [f"## {title}", ""]
+        if "Device" in columns:
+            lines += [markdown.paragraph("Devices: " + "; ".join(f"{mark} {name}" for name, mark in marks.items()) + "."), ""]
+        header = [column.removeprefix("GFLOPs ").removesuffix(" MB") for column in columns]
+        lines += [*markdown.table(header, ([_cell(c, record[c]) for c in columns] for record in shown.to_dict("records"))), ""]
+    write_text(md_path, "\n".join(lines).rstrip("\n") + "\n")
     return [md_path, csv_path]

@@ -13,8 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from benchmark.data.dataset import VesselDataset, split_pairs
-from benchmark.data.layout import load_image
+from benchmark.data.dataset import VesselDataset
+from benchmark.data.layout import load_image, split_pairs
 from benchmark.data.sources import load_pairs
 from benchmark.predictions import PREDICTIONS, read_predictions
 from benchmark.report.pictures import LINE_SPACING, fitted, provenance_caption, save_png, text_height

@@ -1,6 +1,7 @@
 """The SAM2 table of Fig. 4b (Model, Rank, Trainable Params, Dice / HD95 per dataset) over the
 grid's cells on SAM2 backbones. A grid without one still gets the file, saying so, so that the
-workflow's outputs do not depend on the grid."""
+workflow's outputs do not depend on the grid. The markdown is laid out as Table 1's (a table per
+dataset, weights as tags); the CSV keeps Fig. 4b's columns."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,7 +11,8 @@ import pandas as pd
 from benchmark.io import write_text
 from benchmark.report import markdown
 from benchmark.report.rows import by_row, distinct, on_dataset
-from benchmark.report.table1 import DASH, MISSING, SEED_SPREAD, count_text, over_seeds
+from benchmark.report.table1 import (DASH, MISSING, SEED_SPREAD, count_text, dataset_sections, over_seeds,
+                                     tagged_weights)
 
 SAM2_PREFIX = "sam2"
 
@@ -51,12 +53,14 @@ def write_sam2_table(config: dict, summaries: list[dict], out_dir: Path, notes: 
     lines = ["# SAM2 table (Fig. 4b layout, reproduced by saltbench)", ""]
     if not chosen:
         df = pd.DataFrame(columns=["Model", "Rank", "Trainable Params", "Backbone", "Weights", "Data"])
-        lines.append(f"This grid (`{config.get('name', 'grid')}`) has no SAM2 backbone (no backbone whose name starts "
-                     f"with `{SAM2_PREFIX}`): there is nothing to put in this table.")
+        lines.append(markdown.paragraph(f"This grid (`{config.get('name', 'grid')}`) has no SAM2 backbone (no "
+                                        f"backbone whose name starts with `{SAM2_PREFIX}`): nothing to put in this table."))
     else:
         df = build_sam2_table(chosen)
-        lines += [SEED_SPREAD, "", *(line for note in notes for line in (note, ""))]
-        lines += markdown.table(list(df.columns), df.itertuples(index=False))
+        tagged, weights = tagged_weights(df)
+        data = dict.fromkeys(f"Data, {s['dataset']['label']}: {s['dataset']['data']}." for s in chosen)
+        lines += [line for part in (*weights, *data, SEED_SPREAD, *notes) for line in (markdown.paragraph(part), "")]
+        lines += dataset_sections(tagged, ["Model", "Rank", "Trainable Params"])
     write_text(csv_path, df.to_csv(index=False))
-    write_text(md_path, "\n".join(lines) + "\n")
+    write_text(md_path, "\n".join(lines).rstrip("\n") + "\n")
     return [md_path, csv_path]

@@ -128,25 +128,70 @@ def _grouped(df: pd.DataFrame, columns: list[str]) -> list[tuple[str, list[list[
     return groups
 
 
+def _weights(df: pd.DataFrame) -> list[str]:
+    """The rows' weights descriptions, each once, in table order."""
+    return list(dict.fromkeys(df["Weights"]))
+
+
+def _with_weights(note: str, weights: list[str]) -> list[str]:
+    """The note's paragraphs with the weights paragraphs after the first, which names the grid."""
+    paragraphs = [part.strip() for part in note.strip().split("\n\n") if part.strip()]
+    return [*paragraphs[:1], *weights, *paragraphs[1:]]
+
+
+def tagged_weights(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """`df` with its Weights column as tags (W1, W2, ...) and a baseline's backbone as a dash, and
+    the paragraphs that spell each tag out once: a weights description is a paragraph long."""
+    tags = {text: f"W{index}" for index, text in enumerate(_weights(df), 1)}
+    baseline = df["Group"] == "baseline" if "Group" in df else pd.Series(False, index=df.index)
+    tagged = df.assign(Weights=[tags[text] for text in df["Weights"]], Backbone=df["Backbone"].where(~baseline, DASH))
+    return tagged, [f"Weights {tag}: {text}." for text, tag in tags.items()]
+
+
+def dataset_sections(df: pd.DataFrame, first: list[str]) -> list[str]:
+    """A markdown table per dataset of `df` ("<label> Dice" / "<label> HD95" columns; "Average"
+    last, when there), each with the rows that ran on it: `first` columns, Dice, HD95, Backbone and
+    Weights, grouped as Table 1 when `df` has a Group column. Tables of every dataset side by side
+    would not fit 120 columns."""
+    columns = [*first, "Dice", "HD95", "Backbone", "Weights"]
+    lines: list[str] = []
+    for label in [column.removesuffix(" Dice") for column in df.columns if column.endswith(" Dice")]:
+        ran = df[(df[f"{label} Dice"] != MISSING) | (df[f"{label} HD95"] != MISSING)]
+        table = ran.rename(columns={f"{label} Dice": "Dice", f"{label} HD95": "HD95"})
+        lines += [f"## {'Average over datasets' if label == 'Average' else label}", "", *markdown.table(columns, [])]
+        if "Group" in table:
+            for group, members in _grouped(table, columns):
+                lines.append(markdown.row([f"**{group}**"] + [""] * (len(columns) - 1)))
+                lines.extend(markdown.row(cells) for cells in members)
+        else:
+            lines.extend(markdown.row(cells) for cells in table[columns].itertuples(index=False))
+        lines.append("")
+    return lines
+
+
 def _markdown(df: pd.DataFrame, note: str) -> str:
-    columns = [column for column in df.columns if column != "Group"]
-    lines = ["# Table 1: Dice and HD95 per dataset (reproduced by saltbench)", "", note.strip(), "", SEED_SPREAD, ""]
-    lines += markdown.table(columns, [])
-    for title, rows in _grouped(df, columns):
-        lines.append(markdown.row([f"**{title}**"] + [""] * (len(columns) - 1)))
-        lines.extend(markdown.row(cells) for cells in rows)
-    return "\n".join(lines) + "\n"
+    """Readable in a 120-column terminal: a table per dataset and one of the averages, each row
+    named by its Model, Rank, %Trainable, backbone key and a weights tag; the weights and data
+    descriptions are in the note, once (the CSV and the LaTeX keep every column on every row)."""
+    tagged, weights = tagged_weights(df)
+    lines = ["# Table 1: Dice and HD95 per dataset (reproduced by saltbench)", ""]
+    for part in [*_with_weights(note, weights), SEED_SPREAD]:
+        lines += [markdown.paragraph(part), ""]
+    return "\n".join(lines + dataset_sections(tagged, ["Model", "Rank", "%Trainable"]))
 
 
 def _latex(df: pd.DataFrame, note: str) -> str:
-    """The markdown table's rows and columns; the note (markdown code marks dropped) is the caption."""
+    """The paper's layout, every column; the note (markdown code marks dropped) is the caption."""
     columns = [column for column in df.columns if column != "Group"]
-    caption = f"Table 1 reproduced by saltbench. {note.strip().replace('`', '')} {SEED_SPREAD}"
+    text = " ".join(_with_weights(note, ["Weights: " + "; ".join(_weights(df)) + "."]))
+    caption = f"Table 1 reproduced by saltbench. {text.replace('`', '')} {SEED_SPREAD}"
     return latex.booktabs(columns, _grouped(df, columns), " ".join(caption.split()), "tab:saltbench-table1")
 
 
 def write_table1(df: pd.DataFrame, out_dir: Path, note: str) -> None:
-    """table1.csv (all columns, Group included), table1.md and table1.tex (paper layout with group rows)."""
+    """table1.csv (all columns, Group included), table1.md (a table per dataset, 120 columns wide)
+    and table1.tex (paper layout with group rows). `note`: paragraphs, the first naming the grid;
+    the rows' weights are added to it here."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "table1.csv", df.to_csv(index=False))

@@ -23,7 +23,7 @@ EXPLANATION = (
     "per-image Dice, SALT minus the other PEFT row of the same backbone; images paired by (seed, image id) "
     f"over the seeds both rows ran. p_holm: Holm's step-down correction over the comparisons of each dataset; "
     f"alpha = {ALPHA}. With n non-zero differences the smallest possible two-sided p is 2 / 2^n, so with "
-    "fewer than 6 no test can reach 0.05; such rows say so."
+    "fewer than 6 no test can reach 0.05; such rows say so in a note under their dataset's table."
 )
 
 
@@ -91,17 +91,20 @@ def write_table1_stats(df: pd.DataFrame, out_dir: Path, labels: dict[str, str], 
     out_dir = Path(out_dir)
     csv_path, md_path = out_dir / "table1_stats.csv", out_dir / "table1_stats.md"
     write_text(csv_path, df.to_csv(index=False))
-    lines = ["# Table 1 statistics: SALT vs the other PEFT rows (paired Wilcoxon, Holm)", "", EXPLANATION, "",
-             *(line for note in notes for line in (note, ""))]
+    lines = ["# Table 1 statistics: SALT vs the other PEFT rows (paired Wilcoxon, Holm)", ""]
+    lines += [line for text in (EXPLANATION, *notes) for line in (markdown.paragraph(text), "")]
     if df.empty:
         lines.append("This grid has no SALT row beside another PEFT row of the same backbone: nothing to compare.")
-    else:
-        columns = ["Dataset", "Backbone", "SALT", "vs", "n pairs (non-zero)", "seeds", "median ΔDice (SALT − other)",
-                   "W", "p", "p (Holm)", "note"]
-        lines += markdown.table(columns, (
-            [labels.get(r.dataset, r.dataset), r.backbone, r.salt, r.other, f"{r.n_pairs} ({r.n_nonzero})", r.seeds,
-             markdown.number(r.median_diff, "+.4f"), markdown.number(r.statistic, "g"), markdown.number(r.p, ".4g"),
-             markdown.number(r.p_holm, ".4g"), r.note]
-            for r in df.itertuples()))
-    write_text(md_path, "\n".join(lines) + "\n")
+    columns = ["Backbone", "SALT", "vs", "n pairs (non-zero)", "seeds", "median ΔDice (SALT − other)", "W", "p",
+               "p (Holm)", "note"]
+    for dataset in dict.fromkeys(df["dataset"]):  # a table per dataset, as Holm's correction runs
+        part = df[df["dataset"] == dataset]
+        markers, legend = markdown.footnotes(part["note"])
+        lines += [f"## {labels.get(dataset, dataset)}", "", *markdown.table(columns, (
+            [r.backbone, r.salt, r.other, f"{r.n_pairs} ({r.n_nonzero})", r.seeds, markdown.number(r.median_diff, "+.4f"),
+             markdown.number(r.statistic, "g"), markdown.number(r.p, ".4g"), markdown.number(r.p_holm, ".4g"),
+             markers.get(r.note, "")]
+            for r in part.itertuples())), ""]
+        lines += [line for text in legend for line in (text, "")]
+    write_text(md_path, "\n".join(lines).rstrip("\n") + "\n")
     return [md_path, csv_path]

@@ -203,46 +203,51 @@ def build_vs_published(config: dict, summaries: list[dict]) -> pd.DataFrame:
 _SPECS = {"Dice": ".3f", "HD95": ".2f", "trainable %": ".3f", "trainable count (M)": ".3f"}
 
 
-def _markdown_cells(r: object) -> list[str]:
+def _markdown_cells(r: object, markers: dict[str, str]) -> list[str]:
     spec = _SPECS[r.metric]
     ours = markdown.number(r.ours, spec) + ("" if pd.isna(r.ours_std) else f" ± {r.ours_std:{spec}}")
+    comparable = "yes" if r.comparable == "yes" else f"no {markers[r.comparable]}"
     return [f"{r.dataset} ({r.paper_dataset})" if r.paper_dataset else "all", r.metric, ours,
             markdown.number(r.published, spec), markdown.number(r.delta, "+" + spec), r.tolerance or "–",
-            r.flag, r.comparable, r.data if r.paper_dataset else "–"]
+            r.flag, comparable]
 
 
 def _markdown(config: dict, df: pd.DataFrame, notes: list[str] = ()) -> str:
+    """Each compared row's section: its published row and weights in prose, then a table 120 columns
+    wide whose Comparable column points to the reasons under it; the data once, at the top."""
     datasets, _ = paper_section(config)
     unmapped = [name for name in config["datasets"] if name not in datasets]
+    compared = df[df["status"] == "compared"]
+    data = dict.fromkeys(f"Data, {r.dataset}: {r.data}." for r in compared.itertuples() if r.paper_dataset)
     lines = [f"# Reproduced vs published (grid `{config.get('name', 'grid')}`)", "",
              "Ours: mean over seeds (± sample std with several seeds). Δ = ours − published. Tolerances:", ""]
-    lines += [f"- {text}" for text in TOLERANCES]
-    lines += ["", "Protocol differences from the paper (all rows): "
-              + ("; ".join(protocol_differences(config)) or "none") + "."]
-    lines += [line for note in notes for line in ("", note)]
+    lines += [markdown.item(text) for text in TOLERANCES]
+    prose = ["Protocol differences from the paper (all rows): " + ("; ".join(protocol_differences(config)) or "none") + ".",
+             *notes, *data]
     if unmapped:
-        lines += ["", "Datasets with no paper column (`paper.datasets`): " + ", ".join(unmapped) + "."]
-    compared = df[df["status"] == "compared"]
+        prose.append("Datasets with no paper column (`paper.datasets`): " + ", ".join(unmapped) + ".")
+    lines += [line for text in prose for line in ("", markdown.paragraph(text))]
     for key in dict.fromkeys(compared["row"]):
         part = compared[compared["row"] == key]
         first = part.iloc[0]
-        lines += ["", f"## {key} ({first['label']}) vs {first['published_row']} ({first['published_label']}, "
-                      f"{first['source']})", "",
-                  f"Paper model: {first['paper_model']}. Weights: {first['weights']}."]
-        lines += [""] + markdown.table(
-            ["Dataset (paper)", "Metric", "Ours", "Published", "Δ", "Tolerance", "Flag", "Comparable", "Data"],
-            (_markdown_cells(r) for r in part.itertuples()))
+        markers, legend = markdown.footnotes(c for c in part["comparable"] if c != "yes")
+        lines += ["", f"## {key} ({first['label']}) vs {first['published_row']}", "",
+                  markdown.paragraph(f"Published: {first['published_label']}, {first['source']}. Paper model: "
+                                     f"{first['paper_model']}. Our weights: {first['weights']}."), ""]
+        lines += markdown.table(["Dataset (paper)", "Metric", "Ours", "Published", "Δ", "Tolerance", "Flag", "Comparable"],
+                                (_markdown_cells(r, markers) for r in part.itertuples()))
+        lines += [line for text in legend for line in ("", text)]
     if compared.empty:
         lines += ["", "This grid maps none of its rows to a published row (`paper.rows`): nothing is compared."]
     lonely = df[df["status"] == NO_COUNTERPART]
     if not lonely.empty:
         lines += ["", "## Rows of this grid with no published counterpart", ""]
-        lines += [f"- {r.row} ({r.label}): {NO_COUNTERPART}; weights: {r.weights}; data: {r.data}"
+        lines += [markdown.item(f"{r.row} ({r.label}): {NO_COUNTERPART}; weights: {r.weights}; data: {r.data}")
                   for r in lonely.itertuples()]
     missing = df[df["status"] == NOT_RUN]
     if not missing.empty:
         lines += ["", "## Published rows this grid did not run", ""]
-        lines += [f"- {r.published_row} ({r.published_label}, {r.paper_model}; {r.source})"
+        lines += [markdown.item(f"{r.published_row} ({r.published_label}, {r.paper_model}; {r.source})")
                   for r in missing.itertuples()]
     return "\n".join(lines) + "\n"
 

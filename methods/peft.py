@@ -22,12 +22,23 @@ import dataclasses
 from collections.abc import Mapping
 
 import torch
-from peft.config import PromptLearningConfig
-from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
-from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import Tensor, nn
 
-from methods.base import DEFAULT_TARGETS, AdaptedLayer, Method, adapt, match_targets, resolve_hparams
+from benchmark.quiet import BITSANDBYTES_IMPORT, BOFT_EXTENSION, silenced
+from methods.base import (
+    DEFAULT_TARGETS,
+    AdaptedLayer,
+    Method,
+    adapt,
+    distinguishing_settings,
+    match_targets,
+    resolve_hparams,
+)
+
+with silenced(BITSANDBYTES_IMPORT):  # peft imports bitsandbytes
+    from peft.config import PromptLearningConfig
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
 ADAPTER = "default"
 # Config fields the bridge sets itself: which modules (targets), the task, saving and inference switches.
@@ -37,6 +48,13 @@ SET_BY_BRIDGE = frozenset({
     "auto_mapping", "peft_version", "megatron_config", "megatron_core", "runtime_config",
 })
 TESTED = ("lora", "adalora", "vera", "loha", "lokr", "ia3")
+# How peft's documentation writes its tuners' names, for row names; any other tuner is upper-cased.
+DISPLAY_NAMES = {
+    "adalora": "AdaLoRA", "c3a": "C3A", "delora": "DeLoRA", "fourierft": "FourierFT", "gralora": "GraLoRA",
+    "hira": "HiRA", "ia3": "(IA)^3", "ln_tuning": "LN Tuning", "loha": "LoHa", "lokr": "LoKr", "lora": "LoRA",
+    "miss": "MiSS", "poly": "Poly", "randlora": "RandLoRA", "road": "RoAd", "shira": "SHiRA",
+    "trainable_tokens": "Trainable Tokens", "vblora": "VB-LoRA", "vera": "VeRA", "waveft": "WaveFT", "xlora": "X-LoRA",
+}
 
 
 def tuner_names() -> list[str]:
@@ -62,6 +80,14 @@ def config_keys(tuner: str) -> dict[str, object]:
     fields = dataclasses.fields(_config_class(tuner))
     defaults = {f.name: f.default if f.default is not dataclasses.MISSING else None for f in fields}
     return {name: value for name, value in defaults.items() if name not in SET_BY_BRIDGE}
+
+
+def row_name(entry: Mapping[str, object]) -> str:
+    """The tuner's name and the settings that set the row apart: {tuner: hra, r: 4} is "HRA (peft) r4"."""
+    tuner = str(entry.get("tuner", HPARAMS["tuner"])).lower()
+    defaults = {**HPARAMS, **config_keys(tuner)}
+    shown = distinguishing_settings({k: v for k, v in entry.items() if k != "tuner"}, defaults)
+    return " ".join([f"{DISPLAY_NAMES.get(tuner, tuner.upper())} (peft)", *shown])
 
 
 def accepted_hparams(spec: Mapping[str, object]) -> dict[str, object]:
@@ -151,7 +177,8 @@ def inject(model: nn.Module, names: list[str], tuner: str, hparams: dict, loaded
         holder.add_module(slot, model.get_submodule(name))
     try:
         config = _config_class(tuner)(target_modules=list(slots.values()), **hparams)
-        PEFT_TYPE_TO_TUNER_MAPPING[tuner.upper()](holder, config, ADAPTER)
+        with silenced(BOFT_EXTENSION):
+            PEFT_TYPE_TO_TUNER_MAPPING[tuner.upper()](holder, config, ADAPTER)
     except (ValueError, TypeError) as error:
         raise ValueError(f"peft says: {error}") from None
     tuned = {name: holder.get_submodule(slot) for name, slot in slots.items()}
@@ -175,15 +202,19 @@ def apply(model: nn.Module, components: dict[str, str], spec: dict) -> list[str]
         scale = config.orth_reg_weight / (2 * len(layers))
         for layer in layers.values():
             layer.penalty_scale = scale
+    if tuner == "boft" and config.boft_n_butterfly_factor != 1 and not all(t.fbd_cuda_available for t in tuned.values()):
+        for layer in layers.values():  # peft changes the factor silently (its warning is silenced as noise)
+            layer.note = (f"BOFT trained with boft_n_butterfly_factor 1, not {config.boft_n_butterfly_factor}: peft's "
+                          "CUDA extension (fbd_cuda) could not be built on this host, and without it peft uses 1")
     return adapt(model, components, targets, lambda name, component, module: layers[name], blocks)
 
 
 METHOD = Method(
     name="peft",
-    label="peft",
     description=("Any Hugging Face peft tuner (tuner: lora, adalora, vera, loha, lokr, ia3, ...) with its own "
                  "config keys, by peft's classes; merged by peft for inference."),
     hparams=HPARAMS,
     apply=apply,
     open_hparams=accepted_hparams,
+    row_name=row_name,
 )
