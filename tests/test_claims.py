@@ -146,7 +146,7 @@ def test_training_subsets_are_nested_seeded_and_leave_validation_and_test_alone(
 def test_the_size_axis_makes_columns_of_its_own_for_every_row(tmp_path):
     grid = tiny_grid(tmp_path)
     grid["datasets"]["bright"]["train_subsets"] = [2]
-    grid["baselines"].append({**grid["baselines"][0], "id": "unet_b"})
+    grid["baselines"].append({**grid["baselines"][0], "id": "unet_b", "label": "U-Net B"})
     cells = expand_cells(validate(grid))
     assert list(cells) == ["unet_tiny-bright-s0", "unet_b-bright-s0", "unet_tiny-bright_n2-s0", "unet_b-bright_n2-s0"]
     assert {c.n_train for c in cells.values()} == {None, 2} and {c.dataset for c in cells.values()} == {"bright"}

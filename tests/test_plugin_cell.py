@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from methods import AdaptedLayer, Method
 from methods.base import adapt, resolve_hparams
-from benchmark.cost.parameters import count_by_component
 
 
 class ChannelGain(AdaptedLayer):
@@ -108,6 +107,7 @@ def test_plugin_method_runs_through_the_snakemake_workflow(tmp_path: Path, monke
 def check_adapter_reproduces_the_cell(config_path: Path, cell_dir: Path, summary: dict) -> None:
     """A fresh backbone plus the saved adapter gives the cell's parameter count and per-image Dice."""
     from benchmark.config import load_config
+    from benchmark.cost.parameters import count_by_component
     from benchmark.grid import expand_cells
     from benchmark.data.dataset import VesselDataset
     from benchmark.data.layout import split_pairs
