@@ -121,6 +121,7 @@ def test_the_note_says_a_verdict_on_synthetic_data_is_not_one_on_the_paper(tmp_p
     assert "one lr (0.001) for every row" in text
     md, csv = write_claims(config, summaries, tmp_path / "figures")[1], tmp_path / "figures" / "claims.csv"
     assert md.read_text().count("**not tested**") >= 1 and len(csv.read_text().splitlines()) == len(CLAIMS) + 1
+    assert max(len(line) for line in md.read_text().splitlines()) <= 120
 
 
 def _pairs(n_train: int = 10) -> list[Pair]:

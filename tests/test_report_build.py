@@ -13,7 +13,7 @@ from tests.test_report_fixtures import METHODS, make_grid, populate
 
 OUTPUTS = ["table1.md", "table1.csv", "table1.tex", "table1_stats.md", "table1_stats.csv", "vs_published.md",
            "vs_published.csv", "sam2_table.md", "sam2_table.csv", "cost.md", "cost.csv", "ablation_bubble.png",
-           "pareto.png", "qualitative.png", "training_curves.png"]
+           "pareto.png", "qualitative.png", "training_curves.png", "claims.csv", "claims.md"]
 PAPER = {"datasets": {"bright": "DRIVE"}, "rows": {"litemedsam/salt_r4": "table1/salt_r4",
                                                    "litemedsam/salt_r256": "ablation/salt_lora_r256_sv200"}}
 
@@ -60,7 +60,8 @@ def test_every_markdown_report_reads_in_120_columns(tmp_path):
                        backbones={"litemedsam": {"name": "litemedsam"}, "sam2_t": sam2})
     populate(config)
     written = [path for path in write_grid_figures(config) if path.suffix == ".md"]
-    assert [path.name for path in written] == ["table1.md", "table1_stats.md", "vs_published.md", "sam2_table.md", "cost.md"]
+    assert [path.name for path in written] == ["table1.md", "table1_stats.md", "vs_published.md", "sam2_table.md", "cost.md",
+                                               "claims.md"]
     for path in written:
         wide = [line for line in path.read_text().splitlines() if len(line) > 120]
         assert wide == [], f"{path.name}: {wide[0]}"

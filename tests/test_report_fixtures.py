@@ -76,6 +76,7 @@ def cell_summary(config: dict, cell: Cell, dice: list[float], hd95: list[float])
     return {
         "cell": cell.id,
         "backbone": backbone,
+        "architecture": config["backbones"][cell.backbone]["name"] if cell.backbone else cell.entry["name"],
         "weights": weights,
         "method": {"rank": None, **cell.entry, "id": row, "label": cell.entry.get("label", LABELS[method_name]),
                    "group": cell.group},

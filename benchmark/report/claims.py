@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from benchmark.report.table1_stats import read_per_image
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
 COLUMNS = ("claim", "source", "verdict", "statistic", "numbers", "needs", "text")
+WIDTH = 120  # claims.md reads in a terminal
 
 
 @dataclass(frozen=True)
@@ -331,17 +333,30 @@ def conditions(config: dict, summaries: list[dict]) -> str:
     return text
 
 
+def _wrapped(text: str) -> list[str]:
+    return textwrap.wrap(text, WIDTH, break_on_hyphens=False) or [""]
+
+
+def claims_markdown(config: dict, summaries: list[dict], records: list[dict]) -> str:
+    """claims.md: the conditions, a verdict table, then each claim with its numbers (120 columns)."""
+    counts = {v: sum(r["verdict"] == v for r in records) for v in (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED)}
+    lines = ["# The paper's claims, checked on this grid", "", *_wrapped(conditions(config, summaries)), "",
+             *_wrapped("Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + f". Significance level "
+                       f"{ALPHA}; paired tests need at least {MIN_PAIRS} non-zero differences."), ""]
+    lines += markdown.table(["#", "Claim", "Verdict", "Source"],
+                            ([str(i), r["claim"], f"**{r['verdict']}**", r["source"]] for i, r in enumerate(records, 1)))
+    for index, r in enumerate(records, 1):
+        lines += ["", f"## {index}. {r['claim']}: {r['verdict']}", "", *_wrapped(f"Claim: {r['text']} ({r['source']}).")]
+        for name, key in (("Decided by", "statistic"), ("Numbers", "numbers"), ("To decide it", "needs")):
+            if r[key]:
+                lines += ["", *_wrapped(f"{name}: {r[key]}.")]
+    return "\n".join(lines) + "\n"
+
+
 def write_claims(config: dict, summaries: list[dict], out_dir: Path) -> list[Path]:
     """figures/claims.csv and claims.md."""
     records = check_claims(summaries, Path(config["results_dir"]) / "cells")
     out = Path(out_dir)
-    counts = {v: sum(r["verdict"] == v for r in records) for v in (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED)}
-    lines = ["# The paper's claims, checked on this grid", "", conditions(config, summaries), "",
-             "Verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + ". Significance level "
-             f"{ALPHA}; paired tests need at least {MIN_PAIRS} non-zero differences.", ""]
-    lines += markdown.table(["Claim", "Source", "Verdict", "Decided by", "Numbers", "To decide it"],
-                            ([r["text"], r["source"], f"**{r['verdict']}**", r["statistic"] or "–",
-                              r["numbers"] or "–", r["needs"] or "–"] for r in records))
     write_text(out / "claims.csv", csv_text(records, COLUMNS))
-    write_text(out / "claims.md", "\n".join(lines) + "\n")
+    write_text(out / "claims.md", claims_markdown(config, summaries, records))
     return [out / "claims.csv", out / "claims.md"]
