@@ -24,11 +24,13 @@ def tuning_records(config: dict) -> list[dict]:
     """One record per trial, in the grid's order, with the row as Table 1 names it."""
     param = tuned_param(config)
     cells_dir = Path(config["results_dir"]) / "cells"
-    several = len({cell.backbone for cell in expand_trials(config).values() if cell.backbone}) > 1
+    trials = list(expand_trials(config).values())
+    several = len({cell.backbone for cell in trials if cell.backbone}) > 1
+    chosen_by_key = {key: read_selection(config, key)["chosen"] for key in dict.fromkeys(map(tuning_key, trials))}
     records = []
-    for trial in expand_trials(config).values():
+    for trial in trials:
         summary = read_summary(cells_dir / trial.id / "summary.json")
-        chosen = read_selection(config, tuning_key(trial))["chosen"]
+        chosen = chosen_by_key[tuning_key(trial)]
         value = trial.entry["train"][param]
         records.append({"row": row_label(summary, several), "dataset": summary["dataset"]["label"], "param": param,
                         "value": value, "seed": trial.seed, "val_dice": round(trial_score(summary), 4),
