@@ -22,7 +22,7 @@ SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / 
 
 
 def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    return _read_yaml(SCHEMA_PATH)
 
 
 def _fill_defaults(value: object, schema: dict) -> None:
@@ -271,7 +271,7 @@ def resolve_extends(config: dict, base: Path = Path("."), seen: tuple[Path, ...]
         raise ConfigError(f"extends: {target} is extended in a circle: {' -> '.join(str(p) for p in (*seen, path))}")
     if not path.is_file():
         raise ConfigError(f"extends: {target}: no such config file (relative paths are taken from {base.resolve()})")
-    parent = yaml.safe_load(path.read_text()) or {}
+    parent = _read_yaml(path) or {}
     if not isinstance(parent, dict):
         raise ConfigError(f"extends: {target} is not a grid config (a YAML mapping)")
     own = {key: value for key, value in config.items() if key != "extends"}
@@ -308,9 +308,15 @@ def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> 
     return config
 
 
+def _read_yaml(path: Path) -> object:
+    """yaml.safe_load through libyaml where PyYAML has it (the same documents, several times
+    faster: the schema and a grid with its `extends` are read on every command)."""
+    return yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def load_config(path: str | Path, check_paths: bool = True) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = _read_yaml(path) or {}
     return validate(raw, Path("."), check_paths=check_paths)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from benchmark import check_cache
 from benchmark.errors import ConfigError
 from benchmark.grid import ROW_KEYS, entry_id
 
@@ -93,7 +94,9 @@ _cached_architecture = functools.lru_cache(maxsize=8)(_architecture)
 def check_ranks(config: dict) -> None:
     """Raise ConfigError unless every method entry can be applied to every backbone that runs it.
 
-    Each backbone is built once per process without weights on the meta device, and each entry
+    Each backbone is built at most once per process without weights on the meta device, and not at
+    all while a passing verdict for the same entries under the same code is remembered
+    (`benchmark.check_cache`); each entry
     it runs (`backbones.<key>.methods`, default all) is applied to it by the method's own `apply`,
     the code a cell runs, and then undone: targets must be components of the backbone, `ranks` / `sv_ranks` keys
     must be targets, and every adapted layer checks its own limits, naming itself and the limit
@@ -121,26 +124,39 @@ def _rank_problems(config: dict, methods) -> list[str]:
         entries = [e for e in entries if {"targets", "blocks"} & set(methods.get_method(e["name"]).hparams)]
         if not entries:
             continue
+        inputs = {"backbone": backbone["name"], "input_size": backbone.get("input_size", config["input_size"]),
+                  "entries": [{k: v for k, v in e.items() if k not in ROW_KEYS} for e in entries]}
+        if check_cache.passed_before("ranks", inputs):
+            continue
+        found = _backbone_problems(key, backbone, inputs["input_size"], entries, methods)
+        if not found:
+            check_cache.remember_pass("ranks", inputs)
+        problems += found
+    return problems
+
+
+def _backbone_problems(key: str, backbone: dict, input_size: int, entries: list[dict], methods) -> list[str]:
+    """Apply every entry to the bare backbone by the method's own code, and undo it."""
+    try:
+        built = _cached_architecture(backbone["name"], input_size)
+    except ValueError as error:
+        return [f"backbones.{key} ({backbone['name']}): {error}"]
+    if built is None:
+        return []
+    model, components = built
+    originals = dict(model.named_modules())
+    problems = []
+    for entry in entries:
+        spec = {k: v for k, v in entry.items() if k not in ROW_KEYS}
         try:
-            built = _cached_architecture(backbone["name"], backbone.get("input_size", config["input_size"]))
-        except ValueError as error:
-            problems.append(f"backbones.{key} ({backbone['name']}): {error}")
-            continue
-        if built is None:
-            continue
-        model, components = built
-        originals = dict(model.named_modules())
-        for entry in entries:
-            spec = {k: v for k, v in entry.items() if k not in ROW_KEYS}
-            try:
-                with torch.device("meta"):
-                    methods.get_method(entry["name"]).apply(model, components, spec)
-            except (ValueError, TypeError) as error:
-                problems.append(f"methods entry {entry_id(entry)!r} on backbones.{key} ({backbone['name']}): {error}")
-            except Exception:  # noqa: BLE001  a method that cannot run on meta tensors: its cell will check
-                pass
-            finally:
-                _restore(model, originals)
+            with torch.device("meta"):
+                methods.get_method(entry["name"]).apply(model, components, spec)
+        except (ValueError, TypeError) as error:
+            problems.append(f"methods entry {entry_id(entry)!r} on backbones.{key} ({backbone['name']}): {error}")
+        except Exception:  # noqa: BLE001  a method that cannot run on meta tensors: its cell will check
+            pass
+        finally:
+            _restore(model, originals)
     return problems
 
 

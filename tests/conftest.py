@@ -12,6 +12,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _private_check_cache(tmp_path_factory, monkeypatch):
+    """Every test starts without remembered check verdicts (benchmark/check_cache.py), so that no
+    test passes because another one, or the user's own runs, checked the same entries before."""
+    monkeypatch.setenv("SALTBENCH_CACHE", str(tmp_path_factory.mktemp("saltbench-cache")))
+
+
 def tiny_grid(tmp_path: Path, **overrides) -> dict:
     """A small synthetic grid: 64 px, a tiny U-Net, results under tmp_path."""
     grid = {

@@ -199,6 +199,51 @@ def test_check_ranks_reports_every_bad_entry_and_accepts_the_papers(tmp_path):
     check_ranks(config)
 
 
+def test_a_passing_rank_check_is_remembered_and_a_failing_one_is_not(tmp_path, monkeypatch):
+    """Validation builds a backbone only for entries not checked before under the same code: the
+    second check of the same grid builds nothing, another entry builds again, and a failing
+    check leaves no verdict behind, so it fails again with today's message."""
+    from benchmark import method_checks
+
+    built = []
+
+    def counting(name: str, input_size: int):
+        built.append(name)
+        return method_checks._architecture(name, input_size)
+
+    monkeypatch.setattr(method_checks, "_cached_architecture", counting)
+    config = validate(_sam_grid(tmp_path, [{"id": "salt", "name": "salt", "rank": 4, "sv_rank": 700}]))
+    assert built == ["sam_vit_b"]
+    check_ranks(config)
+    assert built == ["sam_vit_b"]
+    config["methods"][0]["sv_rank"] = 769
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="sv_rank 769"):
+            check_ranks(config)
+    assert built == ["sam_vit_b"] * 3
+
+
+def test_a_remembered_verdict_names_the_code_it_was_reached_with(tmp_path, monkeypatch):
+    """Editing a method's source (or any file the check runs) gives the same inputs another verdict
+    file, so a check passed by yesterday's code is not trusted for today's."""
+    from benchmark import check_cache
+
+    source = tmp_path / "methods"
+    source.mkdir()
+    (source / "salt.py").write_text("R_MAX = 768\n")
+    monkeypatch.setattr(check_cache, "_SOURCES", (source,))
+    monkeypatch.setattr(check_cache, "_BENCHMARK", tmp_path / "benchmark")
+    inputs = {"backbone": "sam_vit_b", "entries": [{"name": "salt", "sv_rank": 700}]}
+    check_cache.code_digest.cache_clear()
+    before = check_cache.verdict_path("ranks", inputs)
+    (source / "salt.py").write_text("R_MAX = 512\n")
+    check_cache.code_digest.cache_clear()
+    try:
+        assert check_cache.verdict_path("ranks", inputs) != before
+    finally:
+        check_cache.code_digest.cache_clear()
+
+
 def test_low_rank_updates_may_exceed_a_narrow_layer(tmp_path):
     """LoRA r256 on every Linear of Hiera-B+ (first stage 112 wide) is the published SAM2 row."""
     validate(_sam_grid(tmp_path, [{"name": "lora", "rank": 256, "targets": ["attn.qkv", "attn.proj", "mlp", "stage.proj"]}],

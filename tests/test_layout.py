@@ -97,7 +97,7 @@ LAYERS = (
      "benchmark.provenance", "benchmark.metrics", "benchmark.summary"),
     ("methods", "baselines", "benchmark.data", "benchmark.gpus", "benchmark.predictions", "benchmark.tuning"),
     ("benchmark.models",),
-    ("benchmark.config_checks", "benchmark.method_checks", "benchmark.config"),
+    ("benchmark.config_checks", "benchmark.check_cache", "benchmark.method_checks", "benchmark.config"),
     ("benchmark.cost",),
     ("benchmark.engine",),
     ("benchmark.report", "benchmark.perf"),

