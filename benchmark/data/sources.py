@@ -15,6 +15,7 @@ from typing import Callable
 from benchmark.data import arcade, chase, dias, drive, rose, xray_angio
 from benchmark.data.layout import SPLITS, Pair, read_salt_layout, validate_pairs
 from benchmark.data.splits import Item, default_split_file, draw, split_file_text
+from benchmark.data.synthetic import write_dataset
 from benchmark.errors import DatasetError
 from benchmark.io import write_text
 from benchmark.registry import Registry
@@ -96,8 +97,6 @@ def materialise(name: str, cfg: dict, results_dir: Path) -> Path:
     """Make sure the dataset exists on disk (generating synthetic data); its root."""
     root = dataset_root(name, cfg, results_dir)
     if cfg["kind"] == "synthetic":
-        from benchmark.data.synthetic import write_dataset  # scipy, only when data is generated
-
         write_dataset(root, cfg["modality"], cfg["n_train"], cfg["n_test"],
                       size=cfg.get("size", 256), seed=cfg.get("seed", 0), n_val=cfg.get("n_val", 0))
     return root
