@@ -63,6 +63,19 @@ def cmd_data(args: argparse.Namespace) -> None:
     print(f"{args.dataset}: {len(pairs)} valid image/mask pairs")
 
 
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from benchmark.config import load_config
+    from benchmark.fetch import Manual, fetch_all, plan, present
+
+    items = plan(load_config(args.config, check_paths=False))  # fetching is what makes the paths exist
+    failures = fetch_all(items, dry_run=args.dry_run)
+    manual = [item for item in items if isinstance(item.source, Manual) and not present(item)]
+    if manual:
+        print(f"{len(manual)} file(s) above need a registration or a manual download: put them at the paths shown")
+    if failures:
+        sys.exit(f"saltbench fetch: {len(failures)} download(s) failed; nothing of them was kept, run it again")
+
+
 def cmd_cell(args: argparse.Namespace) -> None:
     from benchmark.engine.cell import run_cell
 
@@ -166,6 +179,10 @@ def parser() -> argparse.ArgumentParser:
         "validate": (cmd_validate, "check a grid config (schema, names, dataset folders) and count its cells"),
         "cells": (cmd_cells, "list the cell ids of a grid (its tuning trials first, marked)"),
         "data": (cmd_data, "generate (synthetic) or validate one dataset of a grid"),
+        "fetch": (cmd_fetch, "download every file of the grid that has a public URL (checkpoints, ARCADE) to "
+                             "the path the config names, each checked against its recorded SHA-256; list the "
+                             "files that need a registration with their steps (the only command that uses "
+                             "the network)"),
         "cell": (cmd_cell, "train and evaluate one cell (resumes a killed run; skips a finished one)"),
         "table1": (cmd_table1, "write figures/table1.{md,csv,tex} from the grid's cell summaries"),
         "figures": (cmd_figures, "write every table and figure of the grid (Table 1 and its statistics, "
@@ -182,6 +199,9 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument("--config", default=str(DEFAULT_CONFIG), help="grid config YAML (default: %(default)s)")
         if name == "data":
             command.add_argument("--dataset", required=True, help="dataset key in the config")
+        if name == "fetch":
+            command.add_argument("--dry-run", action="store_true",
+                                 help="list what would be fetched and its size (asks each server), download nothing")
         if name == "cell":
             command.add_argument("--cell", required=True, help="cell id (see `saltbench cells`)")
         if name == "select":

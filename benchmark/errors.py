@@ -41,3 +41,7 @@ class Busy(RuntimeError):
 
 class SummaryFormatError(ValueError):
     """A summary.json that does not have the fields of the summary format it claims (benchmark.summary)."""
+
+
+class FetchError(RuntimeError):
+    """A download that failed or did not match its recorded digest; nothing of it is kept."""
