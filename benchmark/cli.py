@@ -68,6 +68,8 @@ def cmd_fetch(args: argparse.Namespace) -> None:
     from benchmark.fetch import Manual, fetch_all, plan, present
 
     items = plan(load_config(args.config, check_paths=False))  # fetching is what makes the paths exist
+    if not items:
+        print(f"{args.config}: nothing to fetch (its weights come with the install, its data is generated)")
     failures = fetch_all(items, dry_run=args.dry_run)
     manual = [item for item in items if isinstance(item.source, Manual) and not present(item)]
     if manual:

@@ -65,7 +65,7 @@ CLIP = Remote(
     "published by OpenAI: the digest is part of the URL, and OpenAI's clip package checks it",
 )
 ARCADE = Remote(
-    "ARCADE (Zenodo record 10390295, arcade.zip, CC BY 4.0)",
+    "ARCADE (Zenodo record 10390295, arcade.zip)",
     "https://zenodo.org/records/10390295/files/arcade.zip",
     "a396cdea7c92c55dc97bbf3dd8e3df517d76872b289a8bcb45513bdb3350837f",
     "recorded by torch-em (computational-cell-analytics) for this URL; Zenodo itself lists an MD5",
@@ -215,10 +215,11 @@ def fetch(target: Path, remote: Remote, progress: bool = True) -> str:
 def describe(item: Item, size: int | None = None) -> str:
     """What a dry run says about `item`."""
     source = item.source
+    if isinstance(source, Manual) and present(item):
+        return f"{item.target} [present]: {source.what}, for {item.needed_by}"
     if isinstance(source, Manual):
-        state = "present" if present(item) else "MISSING"
-        return f"{item.target} [{state}; needs registration or a manual download]: {source.what}, for " \
-               f"{item.needed_by}: {source.steps}"
+        return (f"{item.target} [MISSING; needs registration or a manual download]: {source.what}, for "
+                f"{item.needed_by}: {source.steps}")
     if present(item) and (source.sha256 is None or source.unpack is not None):
         return f"{item.target} [present]: {source.what}, for {item.needed_by}"
     if present(item) and sha256(item.target) == source.sha256:

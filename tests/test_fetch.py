@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 from benchmark import fetch
+from benchmark.cli import main
 from benchmark.config import load_config
 from benchmark.errors import FetchError
+from benchmark.models import sam
+from tests.conftest import tiny_grid, write_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -171,3 +174,20 @@ def test_dry_run_lists_sizes_and_downloads_nothing(server, tmp_path):
     assert "[MISSING; needs registration or a manual download]" in lines[1] and "register somewhere" in lines[1]
     assert len(failures) == 1 and "404" in failures[0] and "FAILED" in lines[2]
     assert _leftovers(tmp_path) == []
+
+
+def test_the_command_fetches_a_grids_checkpoint_to_its_configured_path(server, tmp_path, monkeypatch, capsys):
+    _, base = server
+    monkeypatch.chdir(tmp_path)  # relative config paths are taken from where saltbench runs
+    monkeypatch.setitem(sam.ARCHS, "sam_vit_b", replace(sam.ARCHS["sam_vit_b"], url=f"{base}/good"))
+    grid = tiny_grid(tmp_path, baselines=[], methods=[{"name": "frozen"}], backbones={"sam": {
+        "name": "sam_vit_b", "weights": "pretrained", "checkpoint": "checkpoints/sam.pth", "input_size": 64}})
+    path = str(write_grid(tmp_path, grid))
+    monkeypatch.setitem(fetch.SAM_DIGESTS, "sam_vit_b", ("0" * 64, "recorded by the test"))
+    with pytest.raises(SystemExit, match="1 download\\(s\\) failed; nothing of them was kept"):
+        main(["fetch", "--config", path])
+    assert f"expected sha256:{'0' * 64}" in capsys.readouterr().out and not (tmp_path / "checkpoints" / "sam.pth").exists()
+    monkeypatch.setitem(fetch.SAM_DIGESTS, "sam_vit_b", (DIGEST, "recorded by the test"))
+    main(["fetch", "--config", path])
+    assert (tmp_path / "checkpoints" / "sam.pth").read_bytes() == PAYLOAD
+    assert f"checkpoints/sam.pth: SAM ViT-B, sha256 {DIGEST} verified" in capsys.readouterr().out
