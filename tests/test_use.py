@@ -117,16 +117,22 @@ def test_an_unfinished_cell_an_unknown_cell_and_an_unreadable_image_are_refused(
         export(restored, tmp_path / "unet.pth")
 
 
-def test_a_method_that_cannot_merge_is_refused_with_the_reason(tmp_path):
-    config = _grid(tmp_path, baselines=[], backbones={"sam": SAM}, methods=METHODS[2:])
-    cell = all_cells(config)["sam-adaptformer-bright-s0"]
+@pytest.mark.parametrize("entry, reason", [
+    ({"id": "adaptformer", "name": "adaptformer", "bottleneck": 8}, "parallel adapter cannot be merged into a weight"),
+    ({"id": "qlora", "name": "qlora", "rank": 4, "targets": ["attn.proj"]}, "to a 4-bit weight would re-quantize it"),
+])
+def test_a_method_that_cannot_merge_is_refused_with_the_reason(tmp_path, entry, reason):
+    """Its layers stay unmerged in the inference model, so no backbone checkpoint can hold them."""
+    config = _grid(tmp_path, baselines=[], backbones={"sam": SAM}, methods=[entry])
+    cell = all_cells(config)[f"sam-{entry['id']}-bright-s0"]
     built = build_cell_model(cell, cell_config(config, cell))
-    layers = {type(layer).__name__: layer.note for layer in methods.adapted_layers(built.model).values()}
-    restored = Restored(cell, config, built.model, built.weights, tmp_path, layers)
-    with pytest.raises(NotMergeable, match=r"method adaptformer cannot be merged .*parallel adapter cannot be "
-                                           r"merged into a weight.*use saltbench predict"):
-        export(restored, tmp_path / "adaptformer.pth")
-    assert not (tmp_path / "adaptformer.pth").exists()
+    merged = methods.merge_model(built.model)
+    unmerged = {type(layer).__name__: layer.note for layer in methods.adapted_layers(merged).values()}
+    restored = Restored(cell, config, merged, built.weights, tmp_path, unmerged)
+    with pytest.raises(NotMergeable, match=rf"method {entry['name']} cannot be merged .*{reason}.*no sam_vit_b "
+                                           "checkpoint can hold it; use saltbench predict"):
+        export(restored, tmp_path / "model.pth")
+    assert not (tmp_path / "model.pth").exists()
 
 
 def _documented_loaders() -> dict:

@@ -57,12 +57,12 @@ def export(restored: Restored, out: Path) -> tuple[Path, Path]:
     if cell.backbone is None:
         raise NotMergeable(f"cell {cell.id} is a baseline trained from scratch, not an adapted backbone: its "
                            f"{restored.folder / 'adapter.safetensors'} already holds every weight")
+    backbone = restored.config["backbones"][cell.backbone]
     if restored.unmerged:
         reasons = "; ".join(f"{name}: {note}" for name, note in restored.unmerged.items())
         raise NotMergeable(f"cell {cell.id}: method {cell.entry['name']} cannot be merged into the backbone's "
-                           f"weights ({reasons}), so no {cell.backbone} checkpoint can hold it; use saltbench "
+                           f"weights ({reasons}), so no {backbone['name']} checkpoint can hold it; use saltbench "
                            "predict, which runs it unmerged")
-    backbone = restored.config["backbones"][cell.backbone]
     state = _plain(restored.model)
     checkpoint = _sam2_checkpoint(restored, state) if backbone["name"] in sam2.ARCHS else state
     out = Path(out)
