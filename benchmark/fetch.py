@@ -119,7 +119,7 @@ def _dataset_items(name: str, cfg: dict) -> list[Item]:
     if kind in DATASET_STEPS:
         what, steps = DATASET_STEPS[kind]
         return [Item(Path(cfg["root"]), Manual(what, steps.format(root=cfg["root"])), f"dataset {name}")]
-    return []  # synthetic: generated, nothing to fetch
+    return []  # synthetic (generated) and salt (your own data in the official SALT layout)
 
 
 def plan(config: dict) -> list[Item]:
