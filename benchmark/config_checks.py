@@ -122,5 +122,6 @@ def require_paths(config: dict, base: Path = Path(".")) -> None:
         lines = "\n".join(f"  - {problem}" for problem in problems)
         raise ConfigError(
             f"{len(problems)} file(s) or folder(s) this grid reads are missing "
-            f"(relative paths are taken from {base.resolve()}):\n{lines}"
+            f"(relative paths are taken from {base.resolve()}):\n{lines}\n"
+            "`saltbench fetch --config <this grid>` downloads those with a public URL and lists the steps for the rest"
         )

@@ -41,3 +41,16 @@ class Busy(RuntimeError):
 
 class SummaryFormatError(ValueError):
     """A summary.json that does not have the fields of the summary format it claims (benchmark.summary)."""
+
+
+class FetchError(RuntimeError):
+    """A download that failed or did not match its recorded digest; nothing of it is kept."""
+
+
+class CellNotFinished(RuntimeError):
+    """A cell whose outputs are asked for (saltbench predict / export) before it finished training
+    with the grid's present configuration."""
+
+
+class NotMergeable(ValueError):
+    """A model whose adapters cannot be folded into its backbone's weights (saltbench export)."""

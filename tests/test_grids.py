@@ -272,6 +272,8 @@ def test_validate_lists_every_missing_path_in_one_message(tmp_path):
     with pytest.raises(ConfigError, match=r"2 file\(s\) or folder\(s\)") as error:
         validate(grid, tmp_path)
     assert "datasets.drive.root" in str(error.value) and "datasets.rose.root" in str(error.value)
+    assert str(error.value).endswith("`saltbench fetch --config <this grid>` downloads those with a public URL "
+                                     "and lists the steps for the rest")
 
 
 def test_real_run_of_a_grid_without_its_files_stops_before_any_job(tmp_path):

@@ -90,17 +90,18 @@ def _under(module: str, package: str) -> bool:
 
 # The layers, lowest first: a module imports only from its own layer or a lower one. The vocabulary
 # every layer shares; the parts a grid names (methods, baselines, datasets); the models built from
-# them; the config that checks a grid against all of these; what a cell costs; the engine that runs
-# a cell; the report and the speed measurements over cells; the command line.
+# them; the config that checks a grid against all of these and the fetch that downloads its files;
+# what a cell costs; the engine that runs a cell; the report, the speed measurements and the use of
+# finished cells (predict, export); the command line.
 LAYERS = (
     ("benchmark.errors", "benchmark.registry", "benchmark.quiet", "benchmark.grid", "benchmark.io", "benchmark.paper", "benchmark.allocator",
      "benchmark.provenance", "benchmark.metrics", "benchmark.summary"),
     ("methods", "baselines", "benchmark.data", "benchmark.gpus", "benchmark.predictions", "benchmark.tuning"),
     ("benchmark.models",),
-    ("benchmark.config_checks", "benchmark.check_cache", "benchmark.method_checks", "benchmark.config"),
+    ("benchmark.config_checks", "benchmark.check_cache", "benchmark.method_checks", "benchmark.config", "benchmark.fetch"),
     ("benchmark.cost",),
     ("benchmark.engine",),
-    ("benchmark.report", "benchmark.perf"),
+    ("benchmark.report", "benchmark.perf", "benchmark.use"),
     ("benchmark.cli",),
 )
 

@@ -39,14 +39,22 @@ def resize_pad(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarr
     new_h, new_w = resized_shape(height, width, size)
     mask = np.asarray(mask, dtype=bool)
     if (new_h, new_w) != (height, width):
-        image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.LANCZOS))
         coverage = Image.fromarray(mask.astype(np.float32)).resize((new_w, new_h), Image.Resampling.BILINEAR)
         mask = np.asarray(coverage) >= 0.5
-    out_image = np.zeros((size, size, 3), dtype=np.uint8)
     out_mask = np.zeros((size, size), dtype=bool)
-    out_image[:new_h, :new_w] = image
     out_mask[:new_h, :new_w] = mask
-    return out_image, out_mask
+    return resize_pad_image(image, size), out_mask
+
+
+def resize_pad_image(image: np.ndarray, size: int) -> np.ndarray:
+    """The image half of resize_pad, for images without a mask (saltbench predict): the same pixels."""
+    height, width = image.shape[:2]
+    new_h, new_w = resized_shape(height, width, size)
+    if (new_h, new_w) != (height, width):
+        image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.Resampling.LANCZOS))
+    out_image = np.zeros((size, size, 3), dtype=np.uint8)
+    out_image[:new_h, :new_w] = image
+    return out_image
 
 
 def foreground_crop(

@@ -21,7 +21,7 @@ import torch
 
 import methods
 from methods import svd_cache
-from benchmark.errors import DatasetError
+from benchmark.errors import CellNotFinished, ConfigError, DatasetError
 from benchmark.grid import (Cell, all_cells, backbone_spec, cell_config, entry_id, fingerprint, train_overrides,
                             tuned_param, tuning_key)
 from benchmark.cost.counting import GFLOPS_CONVENTION, cached_gflops
@@ -183,6 +183,26 @@ def run_cell(config: dict, cell_id: str) -> Path:
         with cell_gpu(locks / "gpus", config["device"], config["gpu_slots_per_device"]) as gpu:
             _run(cell_config(config, cell), cell, cell_fingerprint, summary_path, gpu, record)
     return summary_path
+
+
+def finished_cell(config: dict, cell_id: str) -> tuple[Cell, Path]:
+    """`cell_id` as it trained (a tuned row with its chosen value) and its folder, for using what it
+    left (saltbench predict, export); CellNotFinished unless it finished with this configuration."""
+    cells = all_cells(config)
+    if cell_id not in cells:
+        raise ConfigError(f"no cell {cell_id!r} in this config; e.g. {', '.join(list(cells)[:3])} (saltbench cells)")
+    cell = cells[cell_id]
+    summary_path = cell_dir(config, cell_id) / "summary.json"
+    run = f"run it first: saltbench cell --config <grid> --cell {cell_id} (or the grid's Snakemake command)"
+    if not summary_path.is_file():
+        raise CellNotFinished(f"cell {cell_id} has not finished (no {summary_path}); {run}")
+    if cell.tuned:
+        tuning = _tuning_record(config, cell)
+        cell = _with_setting(cell, tuning["param"], tuning["value"])
+    if not _finished(summary_path, fingerprint(cell, config)) or not (summary_path.parent / "adapter.safetensors").is_file():
+        raise CellNotFinished(f"cell {cell_id}: {summary_path.parent} was written with another configuration of "
+                              f"this cell, or is incomplete; {run}")
+    return cell, summary_path.parent
 
 
 def _with_setting(cell: Cell, param: str, value: float) -> Cell:

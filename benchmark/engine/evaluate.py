@@ -23,12 +23,17 @@ def resolution_convention(resolution: str, size: int) -> str:
             "the image's own size, thresholded at 0; compared with the original mask)")
 
 
-def native_prediction(logits: torch.Tensor, orig_size: tuple[int, int], size: int) -> np.ndarray:
-    """Undo resize_pad on one S x S logit map: drop the padding, resize bilinearly to (H, W), threshold at 0."""
+def native_logits(logits: torch.Tensor, orig_size: tuple[int, int], size: int) -> torch.Tensor:
+    """Undo resize_pad on one S x S logit map: drop the padding, resize bilinearly to (H, W)."""
     height, width = orig_size
     content_h, content_w = resized_shape(height, width, size)
     content = logits[:content_h, :content_w][None, None].float()
-    return (F.interpolate(content, size=(height, width), mode="bilinear", align_corners=False)[0, 0] > 0).numpy()
+    return F.interpolate(content, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+
+
+def native_prediction(logits: torch.Tensor, orig_size: tuple[int, int], size: int) -> np.ndarray:
+    """The mask at the image's own size: native_logits thresholded at 0."""
+    return (native_logits(logits, orig_size, size) > 0).numpy()
 
 
 @torch.no_grad()

@@ -115,7 +115,7 @@ def _load(sam: nn.Module, cfg: dict) -> str:
     arch, variant = cfg["name"], cfg["variant"]
     vit = ARCHS[arch]
     medsam = variant == "medsam"
-    hint = MEDSAM_SOURCE if medsam else f"Download {vit.url} and set backbone.checkpoint to its path."
+    hint = MEDSAM_SOURCE if medsam else f"Download {vit.url} (saltbench fetch --config <grid> does) and set backbone.checkpoint to its path."
     if not cfg.get("checkpoint"):
         raise FileNotFoundError(f"backbone {arch} with weights: pretrained needs backbone.checkpoint. {hint}")
     path = Path(cfg["checkpoint"]).expanduser()

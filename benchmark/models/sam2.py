@@ -91,8 +91,8 @@ def build_sam2_base(arch: str, input_size: int) -> nn.Module:
 
 def _load(model: nn.Module, base: nn.Module, cfg: dict) -> str:
     arch = ARCHS[cfg["name"]]
-    hint = (f"Download {URL}{arch.checkpoint} (or the SAM 2.0 file of the same size) "
-            "and set backbone.checkpoint to its path.")
+    hint = (f"Download {URL}{arch.checkpoint} (saltbench fetch --config <grid> does; or the SAM 2.0 file of "
+            "the same size) and set backbone.checkpoint to its path.")
     if not cfg.get("checkpoint"):
         raise FileNotFoundError(f"backbone {cfg['name']} with weights: pretrained needs backbone.checkpoint. {hint}")
     path = Path(cfg["checkpoint"]).expanduser()
