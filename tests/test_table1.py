@@ -79,7 +79,7 @@ def test_rows_ordered_baseline_zero_shot_peft_then_first_appearance(table):
 
 def test_columns_follow_dataset_first_appearance(table):
     assert list(table.columns) == [
-        "Rank", "%Trainable", "Bright Dice", "Bright HD95", "Dark Dice", "Dark HD95",
+        "Rank", "Prompt", "Oracle", "%Trainable", "Bright Dice", "Bright HD95", "Dark Dice", "Dark HD95",
         "Average Dice", "Average HD95", "Backbone", "Weights", "Data", "Group",
     ]
 
