@@ -8,7 +8,8 @@ says which (docs/prompts.md):
 - `text` (the default, the paper's): the TAL token only;
 - `box`: one box through the backbone's own prompt encoder, `box: image` (the field of view, no
   ground truth) or `box: mask` (the tight box of the whole ground-truth mask, MedSAM's protocol),
-  each corner optionally moved by up to `jitter` pixels (seeded);
+  each corner of a training box optionally moved by up to `jitter` pixels (seeded; test boxes are
+  exact, as MedSAM trains and tests);
 - `points`: `positive` points on the ground truth and `negative` points off it (seeded);
 - `text+box`: the TAL token followed by the box's two corner tokens.
 
@@ -61,7 +62,7 @@ class PromptSpec:
         if self.uses_points:
             words = f"{self.positive}+/{self.negative}- ground-truth points"
         else:
-            words = BOX_WORDS[self.box] + (f" ±{self.jitter} px" if self.jitter else "")
+            words = BOX_WORDS[self.box] + (f" (±{self.jitter} px in training)" if self.jitter else "")
             words = f"text + {words}" if self.text else words
         return f"{words} (oracle)" if self.oracle else words
 

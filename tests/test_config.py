@@ -133,7 +133,8 @@ def test_the_default_grids_rows_keep_their_names():
     from benchmark.config import load_config
 
     assert _row_names(load_config("config/default.yaml", check_paths=False)) == {
-        "frozen": "MedSAM zero-shot (LiteMedSAM stand-in)", "svd": "S-SAM", "lora_r4": "LoRA", "lora_r64": "LoRA",
+        "frozen": "MedSAM zero-shot (LiteMedSAM stand-in)", "frozen_box_image": "MedSAM zero-shot (LiteMedSAM stand-in)",
+        "frozen_box_mask": "MedSAM zero-shot (LiteMedSAM stand-in)", "svd": "S-SAM", "lora_r4": "LoRA", "lora_r64": "LoRA",
         "salt_r4": "SALT", "salt_r64": "SALT", "unet": "U-Net"}
 
 

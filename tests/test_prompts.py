@@ -296,3 +296,17 @@ def test_format_2_summaries_read_as_text_prompted():
     assert as_summary(summary)["prompt"]["mode"] == "text" and not as_summary(summary)["prompt"]["oracle"]
     baseline = {"format": 2, "cell": "c", "method": {"id": "unet", "group": "baseline"}}
     assert as_summary(baseline)["prompt"]["mode"] == "none"
+
+
+def test_box_jitter_moves_training_boxes_only(tmp_path):
+    """MedSAM's protocol: perturbed boxes in training, the exact box at test time."""
+    jitter = PromptSpec("box", box="mask", jitter=4)
+    pairs = [_pair(tmp_path, 64, 64, slice(20, 30), slice(10, 40))]
+    exact = VesselDataset(pairs, 64, prompt=jitter)[0]["prompt"]["box"].tolist()
+    assert exact == [10, 20, 39, 29]
+    train = VesselDataset(pairs, 64, prompt=jitter, resample_prompts=True)
+    boxes = []
+    for epoch in range(8):
+        train.set_epoch(epoch)
+        boxes.append(train[0]["prompt"]["box"].tolist())
+    assert any(box != exact for box in boxes) and all(abs(a - b) <= 4 for box in boxes for a, b in zip(box, exact))

@@ -4,6 +4,7 @@ on-disk cache of the decoded, resized arrays shared by every job that reads the 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 import zipfile
 from pathlib import Path
 
@@ -131,7 +132,9 @@ class VesselDataset(Dataset):
         item = {"image": image.contiguous(), "mask": mask.contiguous(), "id": self.pairs[index].id,
                 "orig_size": (height, width)}
         if self.prompt.mode != "text":
-            item["prompt"] = make_prompt(self.prompt, mask[0].numpy() > 0.5, resized_shape(height, width, self.size),
+            # the box jitter perturbs training prompts only, as MedSAM trains; test boxes are exact
+            spec = self.prompt if self.resample_prompts else replace(self.prompt, jitter=0)
+            item["prompt"] = make_prompt(spec, mask[0].numpy() > 0.5, resized_shape(height, width, self.size),
                                          self._prompt_rng(index))
         return item
 

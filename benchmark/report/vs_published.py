@@ -82,7 +82,7 @@ def not_comparable(config: dict, cells: list[dict], row: PublishedRow, dataset: 
     if backbone is not None and backbone.get("weights") == "random":
         reasons.append("random weights")
     if cells[0]["method"]["group"] != "baseline" and prompt_text(cells[0]) != "text":
-        reasons.append(f"prompted by {prompt_text(cells[0])}, the paper by text")
+        reasons.append(f"prompted by {prompt_text(cells[0])}")
     return reasons
 
 
