@@ -148,12 +148,13 @@ def _check_row_names(config: dict) -> None:
     for where, entries in blocks.items():
         seen: dict[tuple[str, str], str] = {}
         for section, entry in entries:
+            prompt = entry_prompt(entry).describe() if section == "methods" else None  # baselines take none
             printed = (_lookup(section)(entry["name"]).row_label(entry), "–" if entry.get("rank") is None else str(entry["rank"]),
-                       entry_prompt(entry).describe())
+                       prompt)
             if printed in seen:
                 raise ConfigError(f"{section} entries {seen[printed]!r} and {entry_id(entry)!r} would print alike in "
-                                  f"Table 1 ({where}: {printed[0]!r}, rank {printed[1]}, prompt {printed[2]}); "
-                                  "give one of them a `label`")
+                                  f"Table 1 ({where}: {printed[0]!r}, rank {printed[1]}"
+                                  f"{'' if prompt is None else f', prompt {prompt}'}); give one of them a `label`")
             seen[printed] = entry_id(entry)
 
 

@@ -140,10 +140,10 @@ def test_the_default_grids_rows_keep_their_names():
 
 @pytest.mark.parametrize(("entries", "message"), [
     ([{"id": "hra_a", "name": "peft", "tuner": "hra", "r": 4}, {"id": "hra_b", "name": "peft", "tuner": "hra", "r": 4, "targets": ["mlp"]}],
-     "methods entries 'hra_a' and 'hra_b' would print alike in Table 1 (backbones.lite: 'HRA (peft) r4', rank –); "
+     "methods entries 'hra_a' and 'hra_b' would print alike in Table 1 (backbones.lite: 'HRA (peft) r4', rank –, prompt text); "
      "give one of them a `label`"),
     ([{"id": "lora_a", "name": "lora", "rank": 4}, {"id": "lora_b", "name": "lora", "rank": 4, "lora_alpha": 8}],
-     "methods entries 'lora_a' and 'lora_b' would print alike in Table 1 (backbones.lite: 'LoRA', rank 4)"),
+     "methods entries 'lora_a' and 'lora_b' would print alike in Table 1 (backbones.lite: 'LoRA', rank 4, prompt text)"),
     ([{"id": "mine", "name": "lora", "rank": 4, "label": "SALT"}, {"id": "salt_r4", "name": "salt", "rank": 4}],
      "methods entries 'mine' and 'salt_r4' would print alike"),
 ])
