@@ -94,7 +94,7 @@ def _under(module: str, package: str) -> bool:
 # a cell; the report and the speed measurements over cells; the command line.
 LAYERS = (
     ("benchmark.errors", "benchmark.registry", "benchmark.quiet", "benchmark.grid", "benchmark.io", "benchmark.paper", "benchmark.allocator",
-     "benchmark.provenance", "benchmark.metrics", "benchmark.summary"),
+     "benchmark.provenance", "benchmark.metrics", "benchmark.prompting", "benchmark.summary"),
     ("methods", "baselines", "benchmark.data", "benchmark.gpus", "benchmark.predictions", "benchmark.tuning"),
     ("benchmark.models",),
     ("benchmark.config_checks", "benchmark.method_checks", "benchmark.config"),
