@@ -17,6 +17,7 @@ from benchmark.config_checks import require_paths
 from benchmark.errors import ConfigError, UnknownNameError
 from benchmark.grid import ROW_KEYS, TUNE_KEYS, entry_id, row_keys
 from benchmark.paper.published import published
+from benchmark.prompting import entry_prompt, parse_prompt
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -116,6 +117,26 @@ def _check_entries(config: dict) -> None:
             seen.add(row)
 
 
+def _check_prompts(config: dict) -> None:
+    """Every method row's `prompt` is checked and written out in full (a stated `mode: text` is
+    dropped: the default, so that it fingerprints as a row without one); baselines take none."""
+    for entry in config["baselines"]:
+        if "prompt" in entry:
+            raise ConfigError(f"baselines entry {entry_id(entry)!r}: prompt is for SAM-family rows (methods); "
+                              "a baseline segments the image without any prompt")
+    for entry in config["methods"]:
+        if "prompt" not in entry:
+            continue
+        try:
+            spec = parse_prompt(entry["prompt"])
+        except ValueError as error:
+            raise ConfigError(f"methods entry {entry_id(entry)!r}: {error}") from None
+        if spec.mode == "text":
+            del entry["prompt"]
+        else:
+            entry["prompt"] = spec.as_config()
+
+
 def _check_row_names(config: dict) -> None:
     """No two rows of one table block may print alike: Table 1 names a row by its label and rank
     (a row without a `label` is named from its method and settings), and shows the baselines and
@@ -127,10 +148,13 @@ def _check_row_names(config: dict) -> None:
     for where, entries in blocks.items():
         seen: dict[tuple[str, str], str] = {}
         for section, entry in entries:
-            printed = (_lookup(section)(entry["name"]).row_label(entry), "–" if entry.get("rank") is None else str(entry["rank"]))
+            prompt = entry_prompt(entry).describe() if section == "methods" else None  # baselines take none
+            printed = (_lookup(section)(entry["name"]).row_label(entry), "–" if entry.get("rank") is None else str(entry["rank"]),
+                       prompt)
             if printed in seen:
                 raise ConfigError(f"{section} entries {seen[printed]!r} and {entry_id(entry)!r} would print alike in "
-                                  f"Table 1 ({where}: {printed[0]!r}, rank {printed[1]}); give one of them a `label`")
+                                  f"Table 1 ({where}: {printed[0]!r}, rank {printed[1]}"
+                                  f"{'' if prompt is None else f', prompt {prompt}'}); give one of them a `label`")
             seen[printed] = entry_id(entry)
 
 
@@ -291,6 +315,7 @@ def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> 
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise ConfigError(f"config invalid at {where}: {error.message}") from None
     _fill_defaults(config, _schema())
+    _check_prompts(config)
     _check_entries(config)
     _check_row_names(config)
     _check_row_train(config)

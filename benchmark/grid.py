@@ -11,8 +11,9 @@ import json
 from dataclasses import dataclass
 
 # Keys of a method/baseline entry that describe the row, not the method's hyper-parameters; `train`
-# holds the row's own training settings, over the grid's `train`.
-ROW_KEYS = ("id", "label", "train")
+# holds the row's own training settings, over the grid's `train`; `prompt` a SAM-family row's prompt
+# mode (benchmark.prompting; absent: text, so rows written before it keep their fingerprints).
+ROW_KEYS = ("id", "label", "train", "prompt")
 # Keys of `tune` besides the one training setting it lists values for.
 TUNE_KEYS = ("rows", "epochs")
 # Training settings that change how fast a cell runs, never its result (tests/test_engine.py

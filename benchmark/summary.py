@@ -11,7 +11,8 @@ package versions) are declared as `OpenRecord`s: their named keys are documented
 FORMAT is the version written into every summary; a summary without one was written by saltbench
 before the format had a version (format 1): it lacks `tuning`, `train_overrides` and
 `dataset.n_train_subset` (a row then had no settings of its own, a cell all its training images) and
-is read with those as None, {} and None.
+is read with those as None, {} and None. Format 2 lacks `prompt` (every SAM-family row was then
+text-prompted): it is read as the text prompt, or as no prompt for a baseline.
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from typing import Any, TypedDict, get_type_hints
 
 from benchmark.errors import SummaryFormatError
 from benchmark.io import write_json
+from benchmark.prompting import summary_prompt
 
-FORMAT = 2
-READABLE = (1, 2)
+FORMAT = 3
+READABLE = (1, 2, 3)
 
 
 class OpenRecord(TypedDict, total=False):
@@ -38,6 +40,18 @@ class MethodRecord(TypedDict):
     group: str  # "baseline", "zero-shot" or "peft"
     name: str
     rank: int | None
+
+
+class PromptRecord(TypedDict):
+    """What the model was asked with (benchmark.prompting) and whether the ground truth built it."""
+
+    mode: str  # "text", "box", "points", "text+box"; "none" for a baseline
+    box: str | None  # "image" or "mask" for a box mode
+    jitter: int
+    positive: int
+    negative: int
+    oracle: bool  # the test-time prompt was built from the ground truth
+    description: str
 
 
 class DatasetRecord(TypedDict):
@@ -166,6 +180,7 @@ class Summary(TypedDict):
     architecture: str
     weights: str
     method: MethodRecord
+    prompt: PromptRecord
     dataset: DatasetRecord
     seed: int
     params: Params
@@ -257,6 +272,8 @@ def as_summary(values: dict, where: str = "summary") -> Summary:
         dataset = values.get("dataset")
         values = {"format": 1, **values, "tuning": None, "train_overrides": {},
                   **({"dataset": {**dataset, "n_train_subset": None}} if isinstance(dataset, dict) else {})}
+    if version in (1, 2) and isinstance(values.get("method"), dict):
+        values = {**values, "prompt": summary_prompt(values)}
     return Record(values, Summary, where)  # type: ignore[return-value]
 
 

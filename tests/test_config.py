@@ -133,16 +133,17 @@ def test_the_default_grids_rows_keep_their_names():
     from benchmark.config import load_config
 
     assert _row_names(load_config("config/default.yaml", check_paths=False)) == {
-        "frozen": "MedSAM zero-shot (LiteMedSAM stand-in)", "svd": "S-SAM", "lora_r4": "LoRA", "lora_r64": "LoRA",
+        "frozen": "MedSAM zero-shot (LiteMedSAM stand-in)", "frozen_box_image": "MedSAM zero-shot (LiteMedSAM stand-in)",
+        "frozen_box_mask": "MedSAM zero-shot (LiteMedSAM stand-in)", "svd": "S-SAM", "lora_r4": "LoRA", "lora_r64": "LoRA",
         "salt_r4": "SALT", "salt_r64": "SALT", "unet": "U-Net"}
 
 
 @pytest.mark.parametrize(("entries", "message"), [
     ([{"id": "hra_a", "name": "peft", "tuner": "hra", "r": 4}, {"id": "hra_b", "name": "peft", "tuner": "hra", "r": 4, "targets": ["mlp"]}],
-     "methods entries 'hra_a' and 'hra_b' would print alike in Table 1 (backbones.lite: 'HRA (peft) r4', rank –); "
+     "methods entries 'hra_a' and 'hra_b' would print alike in Table 1 (backbones.lite: 'HRA (peft) r4', rank –, prompt text); "
      "give one of them a `label`"),
     ([{"id": "lora_a", "name": "lora", "rank": 4}, {"id": "lora_b", "name": "lora", "rank": 4, "lora_alpha": 8}],
-     "methods entries 'lora_a' and 'lora_b' would print alike in Table 1 (backbones.lite: 'LoRA', rank 4)"),
+     "methods entries 'lora_a' and 'lora_b' would print alike in Table 1 (backbones.lite: 'LoRA', rank 4, prompt text)"),
     ([{"id": "mine", "name": "lora", "rank": 4, "label": "SALT"}, {"id": "salt_r4", "name": "salt", "rank": 4}],
      "methods entries 'mine' and 'salt_r4' would print alike"),
 ])

@@ -83,10 +83,10 @@ def test_workers_do_not_change_batches_or_fingerprint(tmp_path):
         serial = list(epoch_loader(dataset, 2, 3, epoch, 0, torch.device("cpu")))
         parallel = list(epoch_loader(dataset, 2, 3, epoch, 2, torch.device("cpu")))
         assert len(serial) == len(parallel) > 1
-        for (image_a, mask_a), (image_b, mask_b) in zip(serial, parallel):
+        for (image_a, mask_a, _), (image_b, mask_b, _) in zip(serial, parallel):
             assert torch.equal(image_a, image_b) and torch.equal(mask_a, mask_b)
-    epoch0 = torch.cat([image for image, _ in epoch_loader(dataset, 2, 3, 0, 0, torch.device("cpu"))])
-    epoch1 = torch.cat([image for image, _ in epoch_loader(dataset, 2, 3, 1, 0, torch.device("cpu"))])
+    epoch0 = torch.cat([image for image, _, _ in epoch_loader(dataset, 2, 3, 0, 0, torch.device("cpu"))])
+    epoch1 = torch.cat([image for image, _, _ in epoch_loader(dataset, 2, 3, 1, 0, torch.device("cpu"))])
     assert not torch.equal(epoch0, epoch1)  # each epoch draws its own augmentation
     cell = expand_cells(config)["unet_tiny-bright-s0"]
     assert fingerprint(cell, config) == fingerprint(cell, _grid(tmp_path, "fp32", workers=2))

@@ -95,7 +95,7 @@ def _under(module: str, package: str) -> bool:
 # finished cells (predict, export); the command line.
 LAYERS = (
     ("benchmark.errors", "benchmark.registry", "benchmark.quiet", "benchmark.grid", "benchmark.io", "benchmark.paper", "benchmark.allocator",
-     "benchmark.provenance", "benchmark.metrics", "benchmark.summary"),
+     "benchmark.provenance", "benchmark.metrics", "benchmark.prompting", "benchmark.summary"),
     ("methods", "baselines", "benchmark.data", "benchmark.gpus", "benchmark.predictions", "benchmark.tuning"),
     ("benchmark.models",),
     ("benchmark.config_checks", "benchmark.check_cache", "benchmark.method_checks", "benchmark.config", "benchmark.fetch"),

@@ -67,4 +67,4 @@ def test_every_markdown_report_reads_in_120_columns(tmp_path):
         assert wide == [], f"{path.name}: {wide[0]}"
     table = (Path(config["figures_dir"]) / "table1.md").read_text()
     assert table.count("litemedsam pretrained (test weights)") == 1 and "Weights W2: litemedsam pretrained" in table
-    assert "| SALT | 256 | 5.84% / 5.8M | 0.807 ± 0.004 | 7.73 ± 0.14 | litemedsam | W2 |" in table
+    assert "| SALT | 256 | text | 5.84% / 5.8M | 0.807 ± 0.004 | 7.73 ± 0.14 | litemedsam | W2 |" in table

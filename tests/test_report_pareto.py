@@ -53,3 +53,22 @@ def test_the_percent_axis_has_ticks_even_within_one_decade():
     assert percent_ticks((1.1, 2.4), [1.2, 2.3]) == [1.2, 2.0, 2.3]  # only 2 falls on 1-2-5: ends added
     assert percent_ticks((0.0, 120.0), [0.02, 100.0]) == [0.0, 0.1, 1.0, 10.0, 100.0]  # wide: decades only
     assert percent_ticks((0.3, 4.0), [0.4, 3.5]) == [0.5, 1.0, 2.0]
+
+
+def test_an_oracle_row_is_plotted_and_named_but_never_on_a_front(tmp_path):
+    """A zero-shot row prompted with the ground-truth box at Dice 0.99 would dominate every row at 0%
+    trainable; it is not prompt-free, so the fronts are drawn without it."""
+    config = make_grid(tmp_path, paper=PAPER)
+    oracle = {"mode": "box", "box": "mask", "jitter": 0, "positive": 0, "negative": 0, "oracle": True,
+              "description": "ground-truth box (oracle)"}
+    summaries = []
+    for summary in populate(config):
+        if summary["method"]["group"] == "zero-shot":
+            summary = {**summary, "prompt": oracle, "metrics": {**summary["metrics"], "dice_mean": 0.99}}
+        summaries.append(summary)
+    zero_shot = next(p for p in points(summaries)[0] if p.oracle)
+    assert "[ground-truth box (oracle)]" in zero_shot.label and zero_shot.dice == pytest.approx(0.99)
+    left, right = pareto_figure(config, summaries).axes
+    fronts = [line for ax in (left, right) for line in ax.lines if line.get_linestyle() == "--"]
+    assert fronts and all(0.99 not in list(line.get_ydata()) for line in fronts)
+    assert _gids(pareto_figure(config, summaries))[0]["ours"] == 5  # still plotted

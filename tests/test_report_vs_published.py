@@ -131,3 +131,19 @@ def test_grid_without_paper_section_compares_nothing(tmp_path):
     assert "compared" not in set(df["status"])
     md_path, _ = write_vs_published(config, df, tmp_path / "out")
     assert "nothing is compared" in md_path.read_text()
+
+
+def test_every_line_states_the_prompt_and_an_oracle_row_is_not_comparable_because_of_it(grid, tmp_path):
+    config, summaries = grid
+    oracle = {"mode": "box", "box": "mask", "jitter": 0, "positive": 0, "negative": 0, "oracle": True,
+              "description": "ground-truth box (oracle)"}
+    boxed = [{**s, "prompt": oracle} if s["method"]["id"] == "salt_r4" else s for s in summaries]
+    df = build_vs_published(config, boxed)
+    salt = _pick(df, "litemedsam/salt_r4", "bright", "Dice")
+    assert (salt["prompt"], salt["oracle"]) == ("ground-truth box (oracle)", "yes")
+    assert "prompted by ground-truth box (oracle)" in salt["comparable"]
+    unet = _pick(df, "unet", "bright", "Dice")
+    assert unet["oracle"] == "no" and "prompted" not in unet["comparable"]
+    write_vs_published(config, df, tmp_path)
+    text = " ".join((tmp_path / "vs_published.md").read_text().split())  # paragraphs are wrapped at 120 columns
+    assert "Our prompt: ground-truth box (oracle). It is an oracle prompt" in text

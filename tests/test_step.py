@@ -22,10 +22,10 @@ class Calls:
         self.seen: list[tuple[str, float, float]] = []
         original = step_module.TrainStep.__call__
 
-        def counted(step, image, mask):
+        def counted(step, image, mask, prompt=None):
             lr = step.optimizer.param_groups[0]["lr"] if step.optimizer is not None else None
             self.seen.append((step.precision, lr, step.objective.reg_weight))
-            return original(step, image, mask)
+            return original(step, image, mask, prompt)
 
         monkeypatch.setattr(step_module.TrainStep, "__call__", counted)
 

@@ -79,7 +79,7 @@ def test_rows_ordered_baseline_zero_shot_peft_then_first_appearance(table):
 
 def test_columns_follow_dataset_first_appearance(table):
     assert list(table.columns) == [
-        "Rank", "%Trainable", "Bright Dice", "Bright HD95", "Dark Dice", "Dark HD95",
+        "Rank", "Prompt", "Oracle", "%Trainable", "Bright Dice", "Bright HD95", "Dark Dice", "Dark HD95",
         "Average Dice", "Average HD95", "Backbone", "Weights", "Data", "Group",
     ]
 
@@ -201,10 +201,10 @@ def test_latex_table_has_booktabs_structure_and_escapes(tmp_path):
     write_table1(df, tmp_path, note="Grid `tiny`: 50% of 10_000 & more.")
     tex = (tmp_path / "table1.tex").read_text(encoding="utf-8")
     lines = tex.splitlines()
-    columns = [column for column in df.columns if column != "Group"]
+    columns = [column for column in df.columns if column not in ("Group", "Oracle")]
     assert rf"\begin{{tabular}}{{{'l' * len(columns)}}}" in lines
     top, bottom = lines.index(r"\toprule"), lines.index(r"\bottomrule")
-    assert lines[top + 1] == r"Model & Rank & \%Trainable & Bright Dice & Bright HD95 & Dark Dice & Dark HD95 & " \
+    assert lines[top + 1] == r"Model & Rank & Prompt & \%Trainable & Bright Dice & Bright HD95 & Dark Dice & Dark HD95 & " \
         r"Average Dice & Average HD95 & Backbone & Weights & Data \\"
     titles = [rf"\multicolumn{{{len(columns)}}}{{l}}{{\textbf{{{t}}}}} \\"
               for t in ("Traditional DL Methods", "Zero-shot", "PEFT methods")]

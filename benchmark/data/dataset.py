@@ -4,6 +4,7 @@ on-disk cache of the decoded, resized arrays shared by every job that reads the 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 import zipfile
 from pathlib import Path
 
@@ -12,11 +13,14 @@ import torch
 from torch.utils.data import Dataset
 
 from benchmark.data.layout import Pair, load_image, load_mask
+from benchmark.data.prompts import make_prompt
 from benchmark.data.transforms import augment as augment_pair
-from benchmark.data.transforms import resize_pad
+from benchmark.data.transforms import resize_pad, resized_shape
 from benchmark.errors import DatasetError
 from benchmark.io import atomic_write
+from benchmark.prompting import TEXT, PromptSpec
 
+PROMPT_STREAM = 7  # keeps prompt draws apart from the augmentation stream of the same (seed, epoch, item)
 CACHE_VERSION = "1"  # bump when decoding or resize_pad changes what a cached array holds
 
 
@@ -30,10 +34,15 @@ class VesselDataset(Dataset):
     Augmentation for item i in epoch e is drawn from rng(seed, e, i): a resumed run, or any number of
     DataLoader workers, sees exactly the augmentations of an uninterrupted single-process run.
     Call `set_epoch` before creating each epoch's DataLoader iterator.
+
+    With a box or point `prompt`, each item also carries its prompt (benchmark.data.prompts), drawn
+    from the (augmented) mask at the input resolution: from rng(seed, epoch, i) when
+    `resample_prompts` (training: a new prompt every epoch, as peft-sam trains), else from rng(seed,
+    image id), the same for every row and every epoch (validation and test).
     """
 
     def __init__(self, pairs: list[Pair], size: int, augment: bool = False, seed: int = 0, crop: bool = False,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, prompt: PromptSpec = TEXT, resample_prompts: bool = False) -> None:
         if not pairs:
             raise DatasetError("VesselDataset needs at least one image/mask pair")
         if seed < 0:
@@ -44,6 +53,8 @@ class VesselDataset(Dataset):
         self.crop = crop
         self.seed = seed
         self.epoch = 0
+        self.prompt = prompt
+        self.resample_prompts = resample_prompts
         cache = Path(cache_dir) / f"{self._cache_key()}-{size}.npz" if cache_dir is not None else None
         if cache is None or not self._load_cache(cache):
             self._decode()
@@ -109,13 +120,27 @@ class VesselDataset(Dataset):
         """The mask of item `index` at the image's own size, decoded again from its file."""
         return load_mask(self.pairs[index].mask)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | tuple[int, int]]:
-        """image 3xSxS in [0, 1], mask 1xSxS in {0, 1}, id, and orig_size (H, W) before resize_pad."""
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str | tuple[int, int] | dict]:
+        """image 3xSxS in [0, 1], mask 1xSxS in {0, 1}, id, orig_size (H, W) before resize_pad, and
+        with a box or point prompt, `prompt` (benchmark.data.prompts.make_prompt)."""
         image = torch.from_numpy(self.images[index]).permute(2, 0, 1).float() / 255
         mask = torch.from_numpy(self.masks[index]).float().unsqueeze(0)
         if self.augment:
             rng = np.random.default_rng(np.random.SeedSequence((self.seed, self.epoch, index)))
             image, mask = augment_pair(image, mask, rng, crop=self.crop)
         height, width = (int(v) for v in self.orig_sizes[index])
-        return {"image": image.contiguous(), "mask": mask.contiguous(), "id": self.pairs[index].id,
+        item = {"image": image.contiguous(), "mask": mask.contiguous(), "id": self.pairs[index].id,
                 "orig_size": (height, width)}
+        if self.prompt.mode != "text":
+            # the box jitter perturbs training prompts only, as MedSAM trains; test boxes are exact
+            spec = self.prompt if self.resample_prompts else replace(self.prompt, jitter=0)
+            item["prompt"] = make_prompt(spec, mask[0].numpy() > 0.5, resized_shape(height, width, self.size),
+                                         self._prompt_rng(index))
+        return item
+
+    def _prompt_rng(self, index: int) -> np.random.Generator:
+        """Training: a stream per (seed, epoch, item) apart from augmentation's; else per (seed, image id)."""
+        if self.resample_prompts:
+            return np.random.default_rng(np.random.SeedSequence((self.seed, self.epoch, index, PROMPT_STREAM)))
+        key = int.from_bytes(hashlib.sha256(self.pairs[index].id.encode()).digest()[:8], "little")
+        return np.random.default_rng(np.random.SeedSequence((self.seed, key, PROMPT_STREAM)))

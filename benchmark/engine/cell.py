@@ -44,6 +44,7 @@ from benchmark.tuning import read_selection
 from benchmark.metrics import DICE_CONVENTION, HD95_CONVENTION, summarise
 from benchmark.models.embedding_cache import EmbeddingCache, why_not_cached
 from benchmark.predictions import PREDICTIONS, read_predictions, write_predictions
+from benchmark.prompting import NO_PROMPT_RECORD, entry_prompt
 from benchmark.provenance import device_name, git_commit, peak_memory_mb, scheduler, versions
 
 def resolve_device(config: dict) -> torch.device:
@@ -79,7 +80,9 @@ def _architecture(cell: Cell, config: dict) -> dict:
     if cell.backbone is None:
         return {"baseline": cell.hparams()}
     backbone = backbone_spec(config, cell.backbone)
-    return {"backbone": {k: v for k, v in backbone.items() if k not in ("weights", "checkpoint", "text_checkpoint")}}
+    prompt = entry_prompt(cell.entry)  # a box or point row's decoder takes other tokens than a text row's
+    return {"backbone": {k: v for k, v in backbone.items() if k not in ("weights", "checkpoint", "text_checkpoint")},
+            **({} if prompt.mode == "text" else {"prompt": prompt.mode})}
 
 
 SELECTION = {
@@ -98,9 +101,11 @@ def cell_datasets(cell: Cell, config: dict) -> dict[str, VesselDataset | None]:
         pairs = nested_subset(pairs, cell.n_train, cell.seed)
     size, cache = config["input_size"], Path(config["results_dir"]) / "cache" / "data"
 
+    prompt = entry_prompt(cell.entry)
+
     def dataset(split: str, augment: bool) -> VesselDataset:
         return VesselDataset(split_pairs(pairs, split), size, augment=augment, seed=cell.seed,
-                             crop=train_cfg["crop"], cache_dir=cache)
+                             crop=train_cfg["crop"], cache_dir=cache, prompt=prompt, resample_prompts=split == "train")
 
     val = None
     scored = train_cfg["selection"] == "validation" or cell.trial_of is not None  # a trial is scored on validation
@@ -413,6 +418,7 @@ def _run(config: dict, cell: Cell, cell_fingerprint: str, summary_path: Path, gp
         "architecture": config["backbones"][cell.backbone]["name"] if cell.backbone else cell.entry["name"],
         "weights": built.weights,
         "method": {"rank": None, **cell.entry, "id": entry_id(cell.entry), "label": built.label, "group": cell.group},
+        "prompt": NO_PROMPT_RECORD if cell.backbone is None else entry_prompt(cell.entry).record(),
         "dataset": _dataset_record(cell, dataset_cfg),
         "seed": cell.seed,
         "params": _params_record(share, encoder_size),

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.data.dataset import VesselDataset
+from benchmark.data.prompts import stack_prompts, to_device
 from benchmark.data.transforms import resized_shape
 from benchmark.engine.precision import autocast
 from benchmark.metrics import score
@@ -50,8 +51,13 @@ def evaluate(model: nn.Module, dataset: VesselDataset, device: torch.device, bat
     for start in range(0, len(dataset), batch_size):
         indices = range(start, min(start + batch_size, len(dataset)))
         items = [dataset[i] for i in indices]
+        images = torch.stack([it["image"] for it in items]).to(device)
         with autocast(precision, device):
-            logits = model(torch.stack([it["image"] for it in items]).to(device))[:, 0].float().cpu()
+            if "prompt" in items[0]:  # a box- or point-prompted row: each image with its own prompt
+                logits = model(images, to_device(stack_prompts([it["prompt"] for it in items]), device))
+            else:
+                logits = model(images)
+        logits = logits[:, 0].float().cpu()
         for index, item, item_logits in zip(indices, items, logits):
             if resolution == "network":
                 prediction, truth = (item_logits > 0).numpy(), item["mask"][0].numpy() > 0.5

@@ -24,10 +24,12 @@ class TrainStep:
     precision: str
     device: torch.device
 
-    def __call__(self, image: Tensor, mask: Tensor) -> Tensor:
-        """Step on one batch; the detached (total, segmentation, regulariser) losses."""
+    def __call__(self, image: Tensor, mask: Tensor, prompt: dict[str, Tensor] | None = None) -> Tensor:
+        """Step on one batch (with its box or point prompts, benchmark.data.prompts, for a row that
+        has them); the detached (total, segmentation, regulariser) losses."""
         with autocast(self.precision, self.device):
-            loss, seg, reg = self.objective(self.model, self.model(image).float(), mask)
+            logits = self.model(image) if prompt is None else self.model(image, prompt)
+            loss, seg, reg = self.objective(self.model, logits.float(), mask)
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()

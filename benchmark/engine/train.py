@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from benchmark.cost.measure import EPOCH_FIELDS, RunMeter
 from benchmark.data.dataset import VesselDataset
+from benchmark.data.prompts import stack_prompts, to_device
 from benchmark.engine.step import TrainStep, make_step
 from benchmark.errors import NonFiniteLoss
 from benchmark.io import atomic_write, read_or_discard, write_text
@@ -119,8 +120,10 @@ def _batch_indices(count: int, batch_size: int, generator: torch.Generator) -> l
     return [order[start:stop] for start, stop in zip(starts, starts[1:] + [len(order)])]
 
 
-def _stack(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items])
+def _stack(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor] | None]:
+    """A batch: images, masks, and the prompts of a box- or point-prompted row (None for text)."""
+    prompts = stack_prompts([it["prompt"] for it in items]) if "prompt" in items[0] else None
+    return torch.stack([it["image"] for it in items]), torch.stack([it["mask"] for it in items]), prompts
 
 
 def default_workers(device: torch.device) -> int:
@@ -196,9 +199,9 @@ def _epoch(step: TrainStep, batches: DataLoader, meter: RunMeter) -> list[float]
     """One pass over the epoch's batches; the mean (total, segmentation, regulariser) loss."""
     totals = torch.zeros(3, device=step.device)
     steps = 0
-    for image, mask in batches:
+    for image, mask, prompt in batches:
         image, mask = image.to(step.device, non_blocking=True), mask.to(step.device, non_blocking=True)
-        totals += step(image, mask)
+        totals += step(image, mask, to_device(prompt, step.device))
         steps += 1
         meter.step(image.shape[0])
     return (totals / max(steps, 1)).cpu().tolist()

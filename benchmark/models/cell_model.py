@@ -10,8 +10,10 @@ import baselines
 import methods
 from benchmark.grid import Cell
 from benchmark.models import build_backbone
+from benchmark.prompting import entry_prompt
 
 ENCODER = "image_encoder."
+TAL = "tal."
 
 
 @dataclass
@@ -36,7 +38,8 @@ def _unfreeze(model: nn.Module, prefixes: list[str]) -> list[str]:
 
 def build_cell_model(cell: Cell, config: dict) -> CellModel:
     """Baselines train every weight; SAM-family cells get the method's adapters, then the
-    backbone's extra trainable set (TAL, norms) unless the method is zero-shot."""
+    backbone's extra trainable set (TAL, norms) unless the method is zero-shot. A row prompted
+    without text neither feeds nor trains the TAL (its parameters would count but never move)."""
     if cell.backbone is None:
         baseline = baselines.get_baseline(cell.entry["name"])
         model = baselines.build_baseline(baseline.name, cell.hparams(), config["input_size"])
@@ -48,7 +51,10 @@ def build_cell_model(cell: Cell, config: dict) -> CellModel:
         raise ValueError(f"backbone {backbone.name} takes {backbone.input_size} px input; set input_size: {backbone.input_size}")
     adapted = methods.apply_method(backbone.model, cell.hparams(), backbone.components)
     method = methods.get_method(cell.entry["name"])
-    prefixes = [p for p in backbone.extra_trainable if not (method.frozen_encoder and p.startswith(ENCODER))]
+    prompt = entry_prompt(cell.entry)
+    backbone.model.use_text = prompt.text
+    prefixes = [p for p in backbone.extra_trainable if not (method.frozen_encoder and p.startswith(ENCODER))
+                and (prompt.text or p != TAL)]
     extra = [] if cell.group == "zero-shot" else _unfreeze(backbone.model, prefixes)
     return CellModel(backbone.model, backbone.weights, method.row_label(cell.entry), adapted, extra)
 

@@ -4,7 +4,8 @@ paper's published points beside ours on the % trainable panel where the grid map
 
 Memory is the accelerator's peak reserved memory where every row measured one, else the host's
 peak RSS (the axis says which); fronts on the memory panel are drawn per device, because memory
-measured on different devices is not compared."""
+measured on different devices is not compared. Rows prompted from the ground truth (oracle prompts)
+are plotted with their prompt in the legend but left out of every front: they are not prompt-free."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter
 from benchmark.paper.mapping import paper_section
 from benchmark.paper.published import GROUP_TOTAL_M, PublishedRow, lookup
 from benchmark.report.pictures import provenance_caption, save_png
-from benchmark.report.rows import by_row, distinct, on_dataset, seed_stats
+from benchmark.report.rows import by_row, distinct, is_oracle, on_dataset, prompt_text, seed_stats
 
 MARKERS = "osD^vP*Xh<>p"
 
@@ -34,6 +35,7 @@ class Point:
     pct: float
     memory: float | None
     device: str
+    oracle: bool = False  # its test-time prompt came from the ground truth: plotted, never on a front
 
 
 def percent_ticks(limits: tuple[float, float], values: list[float]) -> list[float]:
@@ -56,7 +58,8 @@ def _label(cells: list[dict], several_backbones: bool, datasets: int) -> str:
     backbone = f" ({cells[0]['backbone']})" if several_backbones and method["group"] != "baseline" else ""
     ran = {cell["dataset"]["name"] for cell in cells}
     subset = f", {len(ran)} of {datasets} datasets" if len(ran) < datasets else ""
-    return f"{method['label']}{rank}{backbone}{subset}"
+    prompt = "" if method["group"] == "baseline" or prompt_text(cells[0]) == "text" else f" [{prompt_text(cells[0])}]"
+    return f"{method['label']}{rank}{prompt}{backbone}{subset}"
 
 
 def _memory(cells: list[dict], accelerator: bool) -> float | None:
@@ -78,7 +81,8 @@ def points(summaries: list[dict]) -> tuple[list[Point], bool]:
         means = [m for m in means if m is not None]
         devices = distinct([(c.get("measured") or c.get("provenance") or {}).get("device", "unknown") for c in cells])
         found.append(Point(key, _label(cells, several, len(datasets)), float(np.mean(means)) if means else float("nan"),
-                           float(cells[0]["params"]["trainable_pct"]), _memory(cells, accelerator), devices))
+                           float(cells[0]["params"]["trainable_pct"]), _memory(cells, accelerator), devices,
+                           is_oracle(cells[0])))
     return found, accelerator
 
 
@@ -126,10 +130,10 @@ def pareto_figure(config: dict, summaries: list[dict]) -> Figure:
         left.scatter([point.pct], [point.dice], gid="ours", **style)
         if point.memory is not None:
             right.scatter([point.memory], [point.dice], gid="ours", **style)
-    _draw_front(left, [(p.pct, p.dice) for p in ours], "--", "Pareto front (ours)")
+    _draw_front(left, [(p.pct, p.dice) for p in ours if not p.oracle], "--", "Pareto front (ours)")
     devices = list(dict.fromkeys(p.device for p in ours if p.memory is not None))
     for index, device in enumerate(devices):
-        xy = [(p.memory, p.dice) for p in ours if p.memory is not None and p.device == device]
+        xy = [(p.memory, p.dice) for p in ours if p.memory is not None and p.device == device and not p.oracle]
         _draw_front(right, xy, ["--", ":", "-."][index % 3], f"front on {device}" if len(devices) > 1 else None)
     published = []
     for point in ours:

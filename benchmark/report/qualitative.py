@@ -18,7 +18,7 @@ from benchmark.data.layout import load_image, split_pairs
 from benchmark.data.sources import load_pairs
 from benchmark.predictions import PREDICTIONS, read_predictions
 from benchmark.report.pictures import LINE_SPACING, fitted, provenance_caption, save_png, text_height
-from benchmark.report.rows import distinct, on_dataset, row_label, seed_stats, table_order
+from benchmark.report.rows import distinct, is_oracle, on_dataset, row_label, seed_stats, table_order
 
 TRUE_POSITIVE, FALSE_NEGATIVE, FALSE_POSITIVE = (1.0, 1.0, 1.0), (0.9, 0.1, 0.1), (0.0, 0.8, 1.0)
 NOT_RUN = (0.85, 0.85, 0.85)
@@ -64,6 +64,14 @@ def _test_image(config: dict, dataset: str, image_id: str) -> tuple[np.ndarray, 
     return test.images[index], test.masks[index]
 
 
+def _rankable(means: dict[str, float | None], rows: dict[str, list[dict]]) -> list[str]:
+    """The rows the "best row" is chosen among: those with a Dice, prompt-free ones (no oracle prompt
+    built from the ground truth) when there are any, so an oracle row never wins against them."""
+    scored = [key for key in means if means[key] is not None]
+    free = [key for key in scored if not is_oracle(rows[key][0])]
+    return free or scored
+
+
 def qualitative_figure(config: dict, summaries: list[dict]) -> Figure:
     """The figure (not saved): one line of panels per dataset; columns input, ground truth, then the
     rows of Table 1 in its order. A row that did not run on a dataset gets a grey panel saying so."""
@@ -82,7 +90,7 @@ def qualitative_figure(config: dict, summaries: list[dict]) -> Figure:
     for line, (dataset, label) in enumerate(datasets.items()):
         means = {key: seed_stats([c["metrics"]["dice_mean"] for c in on_dataset(cells, dataset)])[0]
                  for key, cells in rows.items()}
-        best = max((key for key in means if means[key] is not None), key=lambda key: means[key])
+        best = max(_rankable(means, rows), key=lambda key: means[key])
         seed_cells = {key: [c for c in on_dataset(cells, dataset) if c["seed"] == seed] for key, cells in rows.items()}
         image_id = median_image(_per_image_dice(cells_dir / seed_cells[best][0]["cell"]))
         image, truth = _test_image(config, dataset, image_id)

@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from benchmark.prompting import summary_prompt
+
 
 def row_key(summary: dict) -> str:
     """The key a config's `paper.rows` uses: a baseline's id, else "<backbone key>/<method id>"."""
@@ -41,11 +43,24 @@ def distinct(values: list[str]) -> str:
     return "; ".join(dict.fromkeys(values))
 
 
+def prompt_text(summary: dict) -> str:
+    """The row's prompt in words ("text", "ground-truth box (oracle)"; benchmark.prompting)."""
+    return summary_prompt(summary)["description"]
+
+
+def is_oracle(summary: dict) -> bool:
+    """Whether the row's test-time prompt was built from the ground truth."""
+    return bool(summary_prompt(summary)["oracle"])
+
+
 def row_label(summary: dict, with_backbone: bool) -> str:
     """A row as Table 1 names it, in one string for figure legends and panel titles: its Model
-    text, its rank ("LoRA r4"), and with several backbones in the grid, its Backbone key."""
+    text, its rank ("LoRA r4"), a box or point prompt in words (oracle prompts say so), and with
+    several backbones in the grid, its Backbone key."""
     method = summary["method"]
     label = method["label"] + ("" if method.get("rank") is None else f" r{method['rank']}")
+    if summary_prompt(summary)["mode"] not in ("text", "none"):
+        label += f" ({prompt_text(summary)})"
     return f"{label} [{summary['backbone']}]" if with_backbone and method["group"] != "baseline" else label
 
 

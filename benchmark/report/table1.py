@@ -11,13 +11,17 @@ import pandas as pd
 
 from benchmark.io import write_text
 from benchmark.report import latex, markdown
-from benchmark.report.rows import distinct, seed_stats
+from benchmark.report.rows import distinct, is_oracle, prompt_text, seed_stats
 from benchmark.summary import validate_summary
 
 GROUPS = {"baseline": "Traditional DL Methods", "zero-shot": "Zero-shot", "peft": "PEFT methods"}
 DASH = "–"
 MISSING = "n/a"
 SEED_SPREAD = "Cells with several seeds show mean ± sample std (ddof=1) over seeds."
+ORACLE_NOTE = ("Prompt: what each SAM-family row was asked with (docs/prompts.md). Rows marked (oracle) were "
+               "prompted at test time with a box or points built from the test image's ground truth: they know "
+               "where the vessels are and are not comparable with the prompt-free rows (text, whole-image box, "
+               "baselines), whatever their Dice.")
 def over_seeds(values: list, decimals: int) -> str:
     """One seed: the value; several: mean ± std over seeds; none defined (HD95 may be NaN or null
     where it is undefined): a dash."""
@@ -92,6 +96,8 @@ def build_table1(summaries: list[dict]) -> pd.DataFrame:
         record = {
             "Model": method["label"],
             "Rank": DASH if method.get("rank") is None else str(method["rank"]),
+            "Prompt": distinct([prompt_text(cell) if cell["method"]["group"] != "baseline" else DASH for cell in cells]),
+            "Oracle": "yes" if any(is_oracle(cell) for cell in cells) else "no",
             "%Trainable": distinct([_trainable(cell["params"]) for cell in cells]),
         }
         dice_means, hd95_means = [], []
@@ -175,15 +181,20 @@ def _markdown(df: pd.DataFrame, note: str) -> str:
     descriptions are in the note, once (the CSV and the LaTeX keep every column on every row)."""
     tagged, weights = tagged_weights(df)
     lines = ["# Table 1: Dice and HD95 per dataset (reproduced by saltbench)", ""]
-    for part in [*_with_weights(note, weights), SEED_SPREAD]:
+    for part in [*_with_weights(note, weights), SEED_SPREAD, *_oracle_note(df)]:
         lines += [markdown.paragraph(part), ""]
-    return "\n".join(lines + dataset_sections(tagged, ["Model", "Rank", "%Trainable"]))
+    return "\n".join(lines + dataset_sections(tagged, ["Model", "Rank", "Prompt", "%Trainable"]))
+
+
+def _oracle_note(df: pd.DataFrame) -> list[str]:
+    """The paragraph on oracle prompts, for a table that has a row with one."""
+    return [ORACLE_NOTE] if (df["Oracle"] == "yes").any() else []
 
 
 def _latex(df: pd.DataFrame, note: str) -> str:
     """The paper's layout, every column; the note (markdown code marks dropped) is the caption."""
-    columns = [column for column in df.columns if column != "Group"]
-    text = " ".join(_with_weights(note, ["Weights: " + "; ".join(_weights(df)) + "."]))
+    columns = [column for column in df.columns if column not in ("Group", "Oracle")]
+    text = " ".join(_with_weights(note, ["Weights: " + "; ".join(_weights(df)) + "."]) + _oracle_note(df))
     caption = f"Table 1 reproduced by saltbench. {text.replace('`', '')} {SEED_SPREAD}"
     return latex.booktabs(columns, _grouped(df, columns), " ".join(caption.split()), "tab:saltbench-table1")
 

@@ -4,6 +4,8 @@ Per dataset and backbone, every SALT row (method name "salt") is compared with e
 row of the same backbone by a two-sided paired Wilcoxon signed-rank test on per-image Dice,
 images paired by (seed, image id) over the seeds both rows ran. Holm's correction runs over the
 comparisons of each dataset, since a claim like "SALT beats LoRA on DRIVE" is read per dataset.
+Rows are compared only with rows of the same prompt (a box-prompted SALT with a box-prompted LoRA),
+so an oracle-prompted row is never tested against a prompt-free one.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pandas as pd
 
 from benchmark.io import write_text
 from benchmark.report import markdown
-from benchmark.report.rows import by_row, on_dataset
+from benchmark.report.rows import by_row, on_dataset, prompt_text
 from benchmark.report.stats import ALPHA, holm, wilcoxon_paired
 
 COLUMNS = ("dataset", "backbone", "salt", "other", "n_pairs", "n_nonzero", "seeds", "median_diff",
@@ -43,17 +45,19 @@ def _dice_by_image(cells: list[dict], cells_dir: Path) -> pd.Series:
 
 def _title(cells: list[dict]) -> str:
     method = cells[0]["method"]
-    return f"{method['label']} ({method['id']})"
+    prompt = prompt_text(cells[0])
+    return f"{method['label']} ({method['id']})" + ("" if prompt == "text" else f" [{prompt}]")
 
 
 def _comparisons(peft: dict[str, list[dict]]) -> list[tuple[str, str]]:
-    """(SALT row, other row) pairs; two SALT rows are compared once, in table order."""
+    """(SALT row, other row) pairs of the same prompt; two SALT rows are compared once, in table order."""
     keys = list(peft)
     salt = [key for key in keys if peft[key][0]["method"]["name"] == "salt"]
     pairs = []
     for key in salt:
         for other in keys:
-            if other != key and not (other in salt and salt.index(other) < salt.index(key)):
+            same_prompt = prompt_text(peft[key][0]) == prompt_text(peft[other][0])
+            if other != key and same_prompt and not (other in salt and salt.index(other) < salt.index(key)):
                 pairs.append((key, other))
     return pairs
 

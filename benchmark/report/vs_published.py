@@ -16,7 +16,7 @@ from benchmark.io import write_text
 from benchmark.report import markdown
 from benchmark.paper.mapping import paper_section
 from benchmark.paper.published import MEDSAM, ROWS, SAM, SAM2, PublishedRow, half_unit, lookup
-from benchmark.report.rows import by_row, distinct, on_dataset, seed_stats
+from benchmark.report.rows import by_row, distinct, is_oracle, on_dataset, prompt_text, seed_stats
 
 PAPER_EPOCHS = 200
 PAPER_INPUT = 512
@@ -39,7 +39,7 @@ TOLERANCES = (
 # SALT layout, whatever it holds).
 PAPER_KINDS = {"ARCADE": "arcade", "XRay-Angio": "xray_angio", "DIAS": "dias", "ROSE": "rose", "DRIVE": "drive"}
 MODEL_NAMES = {SAM: "SAM ViT-B", MEDSAM: "MedSAM ViT-B", SAM2: "SAM2", "litemedsam": "LiteMedSAM"}
-COLUMNS = ("status", "row", "label", "published_row", "published_label", "dataset", "paper_dataset", "metric",
+COLUMNS = ("status", "row", "label", "prompt", "oracle", "published_row", "published_label", "dataset", "paper_dataset", "metric",
            "ours", "ours_std", "n_seeds", "published", "delta", "tolerance", "flag", "comparable", "paper_model",
            "weights", "data", "source")
 NO_COUNTERPART = "no published counterpart"
@@ -81,6 +81,8 @@ def not_comparable(config: dict, cells: list[dict], row: PublishedRow, dataset: 
     backbone = config["backbones"].get(cells[0]["backbone"])
     if backbone is not None and backbone.get("weights") == "random":
         reasons.append("random weights")
+    if cells[0]["method"]["group"] != "baseline" and prompt_text(cells[0]) != "text":
+        reasons.append(f"prompted by {prompt_text(cells[0])}")
     return reasons
 
 
@@ -157,6 +159,7 @@ def _record(key: str, cells: list[dict], row: PublishedRow, dataset: str | None,
     chosen = cells if dataset is None else on_dataset(cells, dataset)
     return {
         "status": "compared", "row": key, "label": _our_label(cells[0]["method"]),
+        "prompt": prompt_text(cells[0]), "oracle": "yes" if is_oracle(cells[0]) else "no",
         "published_row": row.ref, "published_label": row.title,
         "dataset": dataset or "all", "paper_dataset": column, "metric": check.metric,
         "ours": check.ours, "ours_std": check.ours_std, "n_seeds": check.n_seeds, "published": check.published,
@@ -188,6 +191,7 @@ def build_vs_published(config: dict, summaries: list[dict]) -> pd.DataFrame:
     for key, cells in rows.items():
         if key not in mapping:
             records.append({"status": NO_COUNTERPART, "row": key, "label": _our_label(cells[0]["method"]),
+                            "prompt": prompt_text(cells[0]), "oracle": "yes" if is_oracle(cells[0]) else "no",
                             "weights": distinct([c["weights"] for c in cells]),
                             "data": distinct([c["dataset"]["data"] for c in cells])})
     ran = {ref for key, ref in mapping.items() if key in rows}
@@ -231,9 +235,11 @@ def _markdown(config: dict, df: pd.DataFrame, notes: list[str] = ()) -> str:
         part = compared[compared["row"] == key]
         first = part.iloc[0]
         markers, legend = markdown.footnotes(c for c in part["comparable"] if c != "yes")
+        oracle = " It is an oracle prompt, built from the test image's ground truth." if first["oracle"] == "yes" else ""
         lines += ["", f"## {key} ({first['label']}) vs {first['published_row']}", "",
                   markdown.paragraph(f"Published: {first['published_label']}, {first['source']}. Paper model: "
-                                     f"{first['paper_model']}. Our weights: {first['weights']}."), ""]
+                                     f"{first['paper_model']}. Our weights: {first['weights']}. Our prompt: "
+                                     f"{first['prompt']}.{oracle}"), ""]
         lines += markdown.table(["Dataset (paper)", "Metric", "Ours", "Published", "Δ", "Tolerance", "Flag", "Comparable"],
                                 (_markdown_cells(r, markers) for r in part.itertuples()))
         lines += [line for text in legend for line in ("", text)]
@@ -242,7 +248,8 @@ def _markdown(config: dict, df: pd.DataFrame, notes: list[str] = ()) -> str:
     lonely = df[df["status"] == NO_COUNTERPART]
     if not lonely.empty:
         lines += ["", "## Rows of this grid with no published counterpart", ""]
-        lines += [markdown.item(f"{r.row} ({r.label}): {NO_COUNTERPART}; weights: {r.weights}; data: {r.data}")
+        lines += [markdown.item(f"{r.row} ({r.label}): {NO_COUNTERPART}; prompt: {r.prompt}; weights: {r.weights}; "
+                                f"data: {r.data}")
                   for r in lonely.itertuples()]
     missing = df[df["status"] == NOT_RUN]
     if not missing.empty:
