@@ -317,11 +317,13 @@ def main(argv: list[str] | None = None) -> None:
         bench.main(bench.parser().parse_args(argv[1:]))
         return
     args = parser().parse_args(argv)
-    from benchmark.errors import AdapterMismatchError, CellNotFinished, ConfigError, DatasetError, NotMergeable
+    from benchmark.errors import (AdapterMismatchError, CellNotFinished, ConfigError, DatasetError, NotMergeable,
+                                  OraclePromptError)
 
     try:
         args.func(args)
-    except (ConfigError, DatasetError, FileNotFoundError, CellNotFinished, NotMergeable, AdapterMismatchError) as error:
+    except (ConfigError, DatasetError, FileNotFoundError, CellNotFinished, NotMergeable, AdapterMismatchError,
+            OraclePromptError) as error:
         sys.exit(f"saltbench {args.command}: {error}")
 
 

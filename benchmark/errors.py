@@ -54,3 +54,8 @@ class CellNotFinished(RuntimeError):
 
 class NotMergeable(ValueError):
     """A model whose adapters cannot be folded into its backbone's weights (saltbench export)."""
+
+
+class OraclePromptError(ValueError):
+    """A row whose prompt is drawn from the ground truth, asked to segment images that have none
+    (saltbench predict)."""

@@ -20,12 +20,12 @@ from benchmark.config import validate
 from benchmark.data.layout import split_pairs
 from benchmark.data.sources import load_pairs
 from benchmark.engine.cell import run_cell
-from benchmark.errors import CellNotFinished, ConfigError, DatasetError, NotMergeable
+from benchmark.errors import CellNotFinished, ConfigError, DatasetError, NotMergeable, OraclePromptError
 from benchmark.grid import all_cells, cell_config
 from benchmark.models.cell_model import build_cell_model
 from benchmark.predictions import PREDICTIONS, read_predictions
 from benchmark.use.export import export
-from benchmark.use.predict import PROBABILITY, image_files, predict
+from benchmark.use.predict import PROBABILITY, image_files, predict, prompt_free
 from benchmark.use.restore import Restored, restore
 from tests.conftest import tiny_grid, write_grid
 
@@ -207,3 +207,22 @@ def test_litemedsam_and_sam2_exports_load_with_their_own_builders(tmp_path, back
     with torch.no_grad():
         ours = restored.model(image)
     torch.testing.assert_close(docs["logits"](model, side, meta, image), ours, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_a_whole_image_box_row_predicts_as_it_was_scored(tmp_path):
+    """A zero-shot row asked with the whole-image box gets the same box for every image to predict
+    as evaluation gave its test images, so its stored predictions come back."""
+    box = {"id": "box_zero_shot", "name": "frozen", "prompt": {"mode": "box", "box": "image"}}
+    config = _grid(tmp_path, baselines=[], backbones={"sam": SAM}, methods=[box])
+    run_cell(config, "sam-box_zero_shot-bright-s0")
+    _reproduces(config, "sam-box_zero_shot-bright-s0", tmp_path)
+
+
+@pytest.mark.parametrize("prompt", [{"mode": "box", "box": "mask"}, {"mode": "points"}, {"mode": "text+box", "box": "mask"}])
+def test_a_row_prompted_from_the_ground_truth_cannot_predict(prompt):
+    with pytest.raises(OraclePromptError, match=r"drawn from each image's ground truth.*predict with a text-prompted "
+                                                r"or whole-image-box row"):
+        prompt_free({"name": "lora", "prompt": prompt})
+    assert prompt_free({"name": "lora", "prompt": {"mode": "box", "box": "image"}}).uses_box
+    assert prompt_free({"name": "lora"}).mode == "text"

@@ -4,9 +4,13 @@ Each image goes through exactly what evaluation does to a test image (benchmark.
 load_image, longer side scaled to the input size and zero-padded; the model's forward in the
 grid's precision and batch size; logits un-padded and resized bilinearly back to the image's own
 size, thresholded at 0), so predicting a cell's own test images gives its stored predictions.
+A row prompted with the whole-image box gets that box for every image, as evaluation gives it; a
+row whose prompt is drawn from the ground truth (a ground-truth box, points) cannot predict
+without one and is refused.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +18,12 @@ import torch
 from PIL import Image
 
 from benchmark.data.layout import load_image
-from benchmark.data.transforms import resize_pad_image
+from benchmark.data.prompts import make_prompt, stack_prompts, to_device
+from benchmark.data.transforms import resize_pad_image, resized_shape
 from benchmark.engine.evaluate import native_logits
 from benchmark.engine.precision import autocast
-from benchmark.errors import DatasetError
+from benchmark.errors import DatasetError, OraclePromptError
+from benchmark.prompting import PromptSpec, entry_prompt
 from benchmark.io import atomic_write
 from benchmark.use.restore import Restored
 
@@ -42,6 +48,27 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
+def prompt_free(cell_entry: dict) -> PromptSpec:
+    """The row's prompt when it needs no ground truth (text, the whole-image box); OraclePromptError
+    naming the prompt otherwise."""
+    spec = entry_prompt(cell_entry)
+    if spec.oracle:
+        raise OraclePromptError(f"this row is prompted with {spec.describe()}: its prompt is drawn from each "
+                                "image's ground truth, which images to predict do not have; predict with a "
+                                "text-prompted or whole-image-box row")
+    return spec
+
+
+def _prompts(spec: PromptSpec, arrays: list[np.ndarray], size: int) -> dict[str, torch.Tensor] | None:
+    """The batch's whole-image boxes (each image's field of view at the input size); None for text."""
+    if not spec.uses_box:
+        return None
+    empty = np.zeros((size, size), dtype=bool)  # a whole-image box reads no mask
+    exact = replace(spec, jitter=0)  # as evaluation: the jitter perturbs training boxes only
+    return stack_prompts([make_prompt(exact, empty, resized_shape(*array.shape[:2], size), np.random.default_rng(0))
+                          for array in arrays])
+
+
 def _write_png(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
@@ -53,6 +80,7 @@ def predict(restored: Restored, images: list[Path], out: Path, device: torch.dev
     `probabilities` <stem>_prob.png; the mask paths. A progress bar on a terminal."""
     from tqdm import tqdm
 
+    spec = prompt_free(restored.cell.entry)
     size, train_cfg = restored.config["input_size"], restored.config["train"]
     batch_size = train_cfg["batch_size"]
     written = []
@@ -63,7 +91,9 @@ def predict(restored: Restored, images: list[Path], out: Path, device: torch.dev
             batch = torch.stack([torch.from_numpy(resize_pad_image(a, size)).permute(2, 0, 1).float() / 255
                                  for a in arrays])
             with autocast(train_cfg["precision"], device):
-                logits = restored.model(batch.to(device))[:, 0].float().cpu()
+                prompts = to_device(_prompts(spec, arrays, size), device)
+                inputs = (batch.to(device),) if prompts is None else (batch.to(device), prompts)
+                logits = restored.model(*inputs)[:, 0].float().cpu()
             for path, array, item_logits in zip(chunk, arrays, logits):
                 native = native_logits(item_logits, array.shape[:2], size)
                 _write_png(out / f"{path.stem}.png", np.where(native.numpy() > 0, 255, 0).astype(np.uint8))
