@@ -19,6 +19,7 @@ from benchmark.errors import NotMergeable
 from benchmark.io import atomic_write
 from benchmark.models import sam2
 from benchmark.models.checkpoints import read_state_dict
+from benchmark.prompting import entry_prompt
 from benchmark.use.restore import Restored
 
 SIDE = ".prompt.safetensors"
@@ -73,6 +74,7 @@ def export(restored: Restored, out: Path) -> tuple[Path, Path]:
                 for name in ("text_embedding", "pixel_mean", "pixel_std")}
     meta = {"cell": cell.id, "backbone": backbone["name"], "variant": backbone.get("variant"),
             "input_size": restored.config["input_size"], "prompt": backbone["prompt"],
+            "row_prompt": entry_prompt(cell.entry).record(),
             "text_encoder": backbone["text_encoder"], "tal_norm": backbone["tal_norm"],
             "weights": restored.weights, "method": cell.entry, "checkpoint": out.name,
             "pixel_range": "images in [0, 1], normalised as (image - pixel_mean) / pixel_std"}
