@@ -41,3 +41,8 @@ class Busy(RuntimeError):
 
 class SummaryFormatError(ValueError):
     """A summary.json that does not have the fields of the summary format it claims (benchmark.summary)."""
+
+
+class CompileFailed(RuntimeError):
+    """`train.compile: true` and torch.compile could not compile the image encoder; the cell stops
+    with torch's message rather than training eagerly under a setting that says compiled."""
