@@ -23,11 +23,17 @@ from benchmark.engine.precision import autocast, grad_scaler
 from benchmark.errors import CompileFailed
 from benchmark.grid import STEP_DEFAULTS
 
-BATCHNORM_NOTE = ("a trained BatchNorm (the TAL's) normalises each micro-batch with that micro-batch's statistics "
-                  "and updates its running statistics once per micro-batch (momentum 0.1 each time), so k times per "
-                  "optimizer step; with one text prompt every row it sees is the same embedding, so its training "
-                  "output is the same for any micro-batch of two or more images, and only the running statistics, "
-                  "used at evaluation, move faster. Micro-batches never go below two images where it trains.")
+TAL_NOTE = ("the TAL's BatchNorm normalises each micro-batch with that micro-batch's statistics and updates its "
+            "running statistics once per micro-batch (momentum 0.1 each time), so k times per optimizer step. With "
+            "one text prompt every row it sees is the same embedding, so its training output (its bias) is the same "
+            "for any micro-batch of two or more images; the running statistics, used at evaluation, move faster. "
+            "The Linear before it gets a gradient that is zero in exact arithmetic (the BatchNorm removes whatever "
+            "all rows share) and rounding noise in float (about 1e-7 for a full batch's mean, exactly 0 for a "
+            "two-image mean), which AdamW scales to learning-rate-sized steps: with or without micro-batches those "
+            "weights move by noise, and differently, which reaches evaluation through the running statistics.")
+OTHER_NOTE = ("{names} normalise each micro-batch with its own statistics, so their training output and gradients "
+              "differ from the full batch's, and update their running statistics k times per optimizer step.")
+FLOOR_NOTE = " Micro-batches never go below two images where a BatchNorm trains."
 
 
 def step_setting(train_cfg: dict, key: str):
@@ -68,8 +74,16 @@ def step_record(model: nn.Module, train_cfg: dict) -> dict:
             "checkpointed_blocks": len(encoder_blocks(compile_target(model)))
             if step_setting(train_cfg, "activation_checkpointing") else 0,
             "compiled": bool(step_setting(train_cfg, "compile")), "grad_accumulation": accumulation,
-            "trained_batchnorms": norms,
-            "batchnorm_note": BATCHNORM_NOTE if norms and accumulation > 1 else ""}
+            "trained_batchnorms": norms, "batchnorm_note": batchnorm_note(norms) if accumulation > 1 else ""}
+
+
+def batchnorm_note(norms: list[str]) -> str:
+    """What micro-batches change for the trained BatchNorms `norms` (empty: nothing)."""
+    if not norms:
+        return ""
+    others = [name for name in norms if not name.startswith("tal.")]
+    parts = ([TAL_NOTE] if len(others) < len(norms) else []) + ([OTHER_NOTE.format(names=", ".join(others))] if others else [])
+    return " ".join(parts) + FLOOR_NOTE
 
 
 def micro_batches(size: int, accumulation: int, batchnorm: bool) -> int:
