@@ -269,17 +269,18 @@ def test_a_failed_compile_stops_with_torchs_message():
 
 @pytest.mark.slow
 def test_compiled_encoder_trains_as_eager_within_1e_5():
-    """Inductor fuses and reorders float sums: a step's loss and the updated weights agree with
-    eager within 1e-5 (about a minute and a half on two loaded cores)."""
+    """Inductor fuses and reorders float sums: a step's loss and every gradient agree with eager within
+    1e-5 (gradients relative to their largest entry; about two minutes on two loaded cores). Updates
+    are not compared: AdamW scales a near-zero gradient's rounding noise to a learning-rate step."""
     image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(7))
     results = []
     for compiled in (False, True):
         model = adapted("salt")
         model.forward = lambda x, model=model: model["image_encoder"](x).mean(1, keepdim=True)
         step = make_step(model, {**TRAIN, "attention": "sdpa", "compile": compiled}, torch.device("cpu"))
-        mask = torch.zeros(2, 1, 4, 4)
-        losses = step(image, mask)
-        results.append((losses, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}))
+        step.optimizer.step = lambda: None  # keep the gradients, skip the update
+        losses = step(image, torch.zeros(2, 1, 4, 4))
+        results.append((losses, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
     assert torch.allclose(results[0][0], results[1][0], rtol=0, atol=1e-5)
     for name, value in results[0][1].items():
-        assert torch.allclose(results[1][1][name], value, rtol=0, atol=1e-5), name
+        assert (results[1][1][name] - value).abs().max() <= 1e-5 * max(value.abs().max(), 1e-3), name
