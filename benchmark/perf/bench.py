@@ -42,6 +42,7 @@ from benchmark.cost.measure import MB, peak_rss_mb
 from benchmark.models.cell_model import build_cell_model
 from benchmark.cost.parameters import count_parameters
 from benchmark.engine.precision import enable_tf32
+from benchmark.errors import CompileFailed
 from benchmark.grid import Cell
 from benchmark.allocator import reexec_with_allocator_settings
 from benchmark.io import write_text
@@ -165,11 +166,11 @@ def inference_speeds(models: dict[str, nn.Module], size: int, batch: int, precis
     return {row: min(values) for row, values in inference_times(models, size, batch, precision, device, warmup, steps).items()}
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def run(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     enable_tf32(device)
     cache = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="saltbench-bench-"))
-    records = []
+    records, failures = [], []
     for name in args.backbones:
         setup = SETUPS[name]
         batch = args.batch or setup.batch
@@ -187,8 +188,13 @@ def run(args: argparse.Namespace) -> list[dict]:
             for precision, variant in ((p, v) for p in args.precisions for v in args.variants):
                 kind = _reset_peak(device)
                 train_cfg = {**config["train"], "precision": precision, **VARIANTS[variant]}
-                times, step_peak = train_step_measure(variant_model(model, variant), train_cfg, size, batch, device,
-                                                      args.warmup, args.steps)
+                try:
+                    times, step_peak = train_step_measure(variant_model(model, variant), train_cfg, size, batch, device,
+                                                          args.warmup, args.steps)
+                except CompileFailed as error:  # a row of its own in the table's notes; the other rows go on
+                    failures.append(f"{name} {row} {precision} {variant}: {str(error).splitlines()[0]}")
+                    print(failures[-1], flush=True)
+                    continue
                 step, peak = min(times), _peak_mb(device)
                 rows.append({
                     "backbone": name, "input": size, "batch": batch, "method": row, "precision": precision,
@@ -208,7 +214,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                     record["infer_images_per_s"] = batch / seconds[record["method"]]
         records += rows
         del merged
-    return _with_ratios(records)
+    return _with_ratios(records), failures
 
 
 def _with_ratios(records: list[dict]) -> list[dict]:
@@ -283,8 +289,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
-    records = run(args)
-    table = to_markdown(records, args)
+    records, failures = run(args)
+    table = to_markdown(records, args) + "".join(f"\nNot measured: {failure}\n" for failure in failures)
     print("\n" + table)
     out = Path(args.out)
     write_text(out / "train_speed.csv", to_csv(records))
