@@ -29,7 +29,7 @@ def _checkpointed_forward(self: nn.Module, *args, **kwargs):
 
 def encoder_blocks(encoder: nn.Module) -> list[nn.Module]:
     """The transformer blocks of an image encoder: SAM ViT's `blocks`, SAM2 Hiera's `trunk.blocks`,
-    TinyViT's `layers[i].blocks` (LiteMedSAM; its first, convolutional stage has none)."""
+    TinyViT's `layers[i].blocks` (LiteMedSAM: its first stage's are MBConv blocks, checkpointed alike)."""
     blocks = []
     for name, module in encoder.named_modules():
         if name.rsplit(".", 1)[-1] == "blocks" and isinstance(module, nn.ModuleList):
