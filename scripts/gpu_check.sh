@@ -36,7 +36,7 @@ section() {  # section TITLE TIMEOUT_S COMMAND...: run it, its output into the r
   local start=$SECONDS
   echo "## $title" >> "$OUT"; echo >> "$OUT"
   echo "\`$*\`" >> "$OUT"; echo >> "$OUT"
-  timeout "$limit" "$@" > "$WORK/out.txt" 2>&1
+  timeout "$limit" bash -c '"$@"' section "$@" > "$WORK/out.txt" 2>&1  # the parts are exported functions
   local rc=$?
   [ $rc -ne 0 ] && FAILED=1
   if [ -s "$WORK/table.md" ]; then cat "$WORK/table.md" >> "$OUT"; rm -f "$WORK/table.md"; else
@@ -57,18 +57,22 @@ section() {  # section TITLE TIMEOUT_S COMMAND...: run it, its output into the r
   echo '```'; echo
 } > "$OUT"
 
+SLACK=1  # part time limits: 210 + 120 + 120 s on a GPU; a CPU gets four times as long
+[ "$DEVICE" = cpu ] && SLACK=4
 if [ $QUICK = 1 ]; then
-  BENCH=(--methods lora_r4 --variants eager sdpa+checkpointing --precisions fp32 --batch 1 --warmup 1 --steps 1)
+  BENCH="--methods lora_r4 --variants eager sdpa+checkpointing --precisions fp32 --batch 1 --warmup 1 --steps 1"
   ROWS="[lora_r4]" CELLS="sam_vit_b-lora_r4" EPOCHS=1 PRECISION=fp32
 else
-  BENCH=(--methods frozen svd lora_r4 salt_r4 --variants eager sdpa sdpa+compile sdpa+checkpointing --precisions bf16
-         --batch 2 --warmup 2 --steps 5)
+  BENCH="--methods frozen svd lora_r4 salt_r4 --variants eager sdpa sdpa+compile sdpa+checkpointing --precisions bf16
+         --batch 2 --warmup 2 --steps 5"
   ROWS="[sam_zero_shot, svd, lora_r4, salt_r4]" CELLS="sam_vit_b-lora_r4 sam_vit_b-salt_r4" EPOCHS=2 PRECISION=bf16
 fi
 
-bench() { saltbench bench --device "$DEVICE" --backbones sam_vit_b "${BENCH[@]}" --cache "$WORK/cache" --out "$WORK/bench" \
+export DEVICE QUICK WORK PY BENCH
+bench() { saltbench bench --device "$DEVICE" --backbones sam_vit_b $BENCH --cache "$WORK/cache" --out "$WORK/bench" \
           && cp "$WORK/bench/train_speed.md" "$WORK/table.md"; }
-section "saltbench bench: SAM ViT-B at 512, batch $([ $QUICK = 1 ] && echo 1 || echo 2)" 240 bench
+export -f bench
+section "saltbench bench: SAM ViT-B at 512, batch $([ $QUICK = 1 ] && echo 1 || echo 2)" $((210 * SLACK)) bench
 
 # the smoke grid: config/paper_smoke.yaml on this device, EPOCHS epochs, synthetic images without CHASE_DB1
 if [ -d ../shared/data/CHASE_DB1 ]; then DATA="real CHASE_DB1 (4 train, 2 test images)"; DATASETS=""; else
@@ -103,7 +107,9 @@ for path in sorted(Path(sys.argv[1]).glob("*/summary.json")):
           f"{step['checkpointed_blocks']} blocks checkpointed, compiled {step['compiled']} |")
 PYTHON
 }
-section "paper_smoke cells on $DEVICE, $EPOCHS epoch(s)" 240 smoke
+export -f smoke
+export CELLS DATA
+section "paper_smoke cells on $DEVICE, $EPOCHS epoch(s)" $((120 * SLACK)) smoke
 
 # the plan: config/paper.yaml when its data and checkpoints are here, else a stand-in of its image counts
 if saltbench cells --config config/paper.yaml > /dev/null 2>&1 && [ $QUICK = 0 ]; then PLAN=config/paper.yaml; else
@@ -127,7 +133,9 @@ YAML
   fi
 fi
 plan() { saltbench plan --config "$PLAN" --device "$DEVICE" $([ $QUICK = 1 ] && echo "--steps 1 --gpu-memory 24GB"); }
-section "saltbench plan: $([ "$PLAN" = config/paper.yaml ] && echo config/paper.yaml || echo "stand-in of $([ $QUICK = 1 ] && echo 'the smoke grid' || echo config/paper.yaml)") on $DEVICE" 150 plan
+export -f plan
+export PLAN
+section "saltbench plan: $([ "$PLAN" = config/paper.yaml ] && echo config/paper.yaml || echo "stand-in of $([ $QUICK = 1 ] && echo 'the smoke grid' || echo config/paper.yaml)") on $DEVICE" $((120 * SLACK)) plan
 
 echo "Total: $((SECONDS - BEGAN)) s$([ $FAILED = 1 ] && echo '; at least one part FAILED (see its exit status)')." >> "$OUT"
 rm -rf "$WORK"

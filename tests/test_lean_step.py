@@ -224,6 +224,13 @@ def test_step_settings_are_validated_at_load(tmp_path):
         validate(tiny_grid(tmp_path, train={"grad_accumulation": 0}))
 
 
+def test_the_step_defaults_are_the_schemas():
+    from benchmark.config import _schema
+
+    schema = _schema()["properties"]["train"]["properties"]
+    assert STEP_DEFAULTS == {key: schema[key]["default"] for key in STEP_DEFAULTS}
+
+
 def test_fingerprints_change_only_where_results_do(tmp_path):
     def cell_fingerprint(**train) -> str:
         config = validate(tiny_grid(tmp_path, train={"epochs": 2, "batch_size": 2, "lr": 1e-3, **train}))

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch._dynamo.exc import TorchDynamoException
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from benchmark.engine.attention import SDPAAttention, set_attention
@@ -112,6 +111,8 @@ class TrainStep:
         """Step on one batch; the detached (total, segmentation, regulariser) losses of the whole batch."""
         if not (self.compiled and self.steps_taken == 0):
             return self._step(image, mask)
+        from torch._dynamo.exc import TorchDynamoException  # imported only where something compiles
+
         try:  # torch.compile compiles at the first call: a failure there is the compile's
             return self._step(image, mask)
         except TorchDynamoException as error:
