@@ -21,6 +21,6 @@ def test_the_gpu_check_runs_quick_on_the_cpu_and_writes_one_report(tmp_path):
     for heading in ("## Device", "## saltbench bench: SAM ViT-B at 512", "## paper_smoke cells on cpu",
                     "## saltbench plan"):
         assert heading in text, heading
-    assert "| sam_vit_b @512 b1 | lora_r4 | fp32 | eager |" in text and "| sdpa+checkpointing |" in text
+    assert "| sam_vit_b @512 b2 | lora_r4 | fp32 | eager |" in text and "| sdpa+checkpointing |" in text
     assert "sam_vit_b-lora_r4-" in text and "blocks checkpointed" in text, "the smoke cell's summary row"
     assert "Grid: " in text and "FAILED" not in text and text.rstrip().endswith("s.")

@@ -23,6 +23,7 @@ from benchmark.errors import CompileFailed, ConfigError
 from benchmark.grid import STEP_DEFAULTS, expand_cells, fingerprint
 from benchmark.models.sam import COMPONENTS
 from benchmark.models.text import TextAffineLayer
+from benchmark.summary import as_summary
 from tests.conftest import tiny_grid
 
 
@@ -255,6 +256,8 @@ def test_a_cell_records_how_its_step_ran(tmp_path):
     assert step["trained_batchnorms"] == [] and step["batchnorm_note"] == "", "MONAI's U-Net normalises per instance"
     assert step["checkpointed_blocks"] == 0, "a U-Net has no encoder blocks to checkpoint"
     assert summary["provenance"]["config"]["train"]["grad_accumulation"] == 2
+    older = {**summary, "format": 2, "trained": {k: v for k, v in summary["trained"].items() if k != "step"}}
+    assert as_summary(older)["trained"]["step"] is None, "summaries written before format 3 still read"
 
 
 class GraphBreak(nn.Module):
