@@ -199,17 +199,28 @@ def _setting(change: dict) -> str:
     return ", ".join(f"train.{key}: {str(value).lower() if isinstance(value, bool) else value}" for key, value in change.items())
 
 
+def _saves(change: dict, measured: Measured, tried: list[tuple[dict, Measured]], current: Measured) -> bool:
+    """Whether checkpointing in `change` lowers the need measured without it (a model with no encoder
+    blocks, such as a U-Net, checkpoints nothing: its step time would only add noise to the choice)."""
+    if not change.get("activation_checkpointing"):
+        return True
+    without = {key: value for key, value in change.items() if key != "activation_checkpointing"}
+    reference = current if not without else next((m for c, m in tried if c == without), current)
+    return measured.needed_mb < 0.99 * reference.needed_mb
+
+
 def advice(config: dict, cell: Cell, current: Measured, limit_mb: float, device: torch.device, warmup: int,
            steps: int) -> str:
     """The cheapest measured setting under which `cell`'s setup fits `limit_mb`: of the settings that keep
-    the batch (candidates), the one with the fastest measured step; else the largest batch that fits."""
+    the batch (candidates) and save what they claim to (_saves), the one with the fastest measured step;
+    else the largest batch that fits."""
     train = row_train(config, cell.entry)
     batchnorm = cell.backbone is not None and config["backbones"][cell.backbone].get("tal_norm") == "batch"
     tried = []
     for change in candidates(train, batchnorm):
         trial = {**cell_config(config, cell), "train": {**train, **change}}
         tried.append((change, _measure_or_overflow(cell, trial, device, train["batch_size"], warmup, steps)))
-    fitting = [(change, m) for change, m in tried if m.needed_mb <= limit_mb]
+    fitting = [(change, m) for change, m in tried if m.needed_mb <= limit_mb and _saves(change, m, tried, current)]
     measured = "; ".join(f"{_setting(change)}: {m.needed_mb:,.0f} MB, {m.step_s / current.step_s:.2f} x the step time"
                          for change, m in tried)
     if fitting:
