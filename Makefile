@@ -3,13 +3,15 @@
 # `make test-slow`: the heavier tests (marked slow: real backbones, whole CHASE_DB1 cells).
 # `make test-slurm`: a tiny grid on a real one-node SLURM cluster on loopback (root; docs/running.md "Running on a SLURM cluster").
 # `make docs`: build the documentation site (docs/, mkdocs.yml) into site/.
+# `make gpu-check`: scripts/gpu_check.sh on CUDA: bench, two smoke cells and the paper grid's plan in one
+#   report, results/gpu_check.md (docs/engine.md "A lean training step"; about 8 minutes on one H100).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.saltbench-installed
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: run test test-slow test-slurm docs install clean-results
+.PHONY: run test test-slow test-slurm docs install clean-results gpu-check
 
 install: $(STAMP)
 
@@ -36,6 +38,9 @@ test-slow: $(STAMP)
 test-slurm: $(STAMP)
 	SAM2_BUILD_CUDA=0 $(PIP) --no-build-isolation -e ".[test,slurm]"
 	HF_HUB_OFFLINE=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m slurm -s -v tests/slurm
+
+gpu-check: $(STAMP)
+	scripts/gpu_check.sh --device cuda --out results/gpu_check.md
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site

@@ -181,9 +181,13 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
     from benchmark.cost.measure import MB
     from benchmark.grid import all_cells
-    from benchmark.perf.plan import over_memory, plan, to_markdown
+    from benchmark.perf.plan import over_memory, parse_memory, plan, to_markdown
     from benchmark.provenance import device_name
 
+    try:
+        limit = parse_memory(args.gpu_memory) if args.gpu_memory else None
+    except ValueError as error:
+        sys.exit(f"saltbench plan: {error}")
     config = _config(args.config)
     device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -191,8 +195,9 @@ def cmd_plan(args: argparse.Namespace) -> None:
     torch.set_num_threads(config["train"]["threads"] or len(os.sched_getaffinity(0)))  # as a cell sets it
     projections, measured = plan(config, device, args.warmup, args.steps)
     print(to_markdown(projections, measured, args.gpus, device_name(device)))
-    if device.type == "cuda":
+    if limit is None and device.type == "cuda":
         limit = torch.cuda.get_device_properties(device).total_memory / MB
+    if limit is not None:
         for warning in over_memory(config, all_cells(config), measured, limit, device, args.warmup, args.steps):
             print(f"WARNING: {warning}")
 
@@ -200,8 +205,10 @@ def cmd_plan(args: argparse.Namespace) -> None:
 PLAN_TEXT = ("project every cell's seconds per epoch, total time and peak memory before training: builds each "
              "distinct (backbone, method, batch, input size) of the grid as its cells do and times a few real "
              "training steps and merged forward passes on random images on this device, then scales them by each "
-             "dataset's image counts; prints the grid's total on 1 and --gpus devices and, on CUDA, names the cells "
-             "whose peak exceeds the GPU's memory with a batch size that would fit. Trust: only as steady as the "
+             "dataset's image counts; prints the grid's total on 1 and --gpus devices and names the cells whose "
+             "measured memory exceeds the GPU's (--gpu-memory, or on CUDA the visible GPU's) with the cheapest "
+             "measured setting that would fit (activation checkpointing, gradient accumulation, else a smaller "
+             "batch). Trust: only as steady as the "
              "host's load (the test holds training seconds per epoch within 3x of a real cell on a shared CPU); "
              "excludes process start, the one-time GFLOPs count and HD95 computation; CPU memory is the plan "
              "process's peak RSS so far, which never falls")
@@ -296,6 +303,8 @@ def parser() -> argparse.ArgumentParser:
                           help="where to measure (default: %(default)s, a GPU when torch sees one)")
     plan_cmd.add_argument("--gpus", type=int, default=1, help="devices the grid will run on at once (default: %(default)s)")
     plan_cmd.add_argument("--warmup", type=int, default=1, help="untimed steps per setup (default: %(default)s)")
+    plan_cmd.add_argument("--gpu-memory", help="the GPU memory to plan for, e.g. 24GB (default: on CUDA, the visible "
+                          "GPU's; on a CPU none). From a CPU a setup needs the model plus its step's measured tensors")
     plan_cmd.add_argument("--steps", type=int, default=3, help="timed steps per setup; the median is used (default: %(default)s)")
     bench_text = ("time a training step and merged inference of frozen, full, S-SAM, LoRA r4/r256, SALT r4/r256 and "
                   "SALT's literal eq. 4 on SAM ViT-B at 512 px (batch 5) and LiteMedSAM at 256 (batch 2), fp32 and "

@@ -15,7 +15,7 @@ import yaml
 
 from benchmark.config_checks import require_paths
 from benchmark.errors import ConfigError, UnknownNameError
-from benchmark.grid import ROW_KEYS, TUNE_KEYS, entry_id, row_keys
+from benchmark.grid import ROW_KEYS, TUNE_KEYS, entry_id, row_keys, row_train
 from benchmark.paper.published import published
 from benchmark.prompting import entry_prompt, parse_prompt
 
@@ -212,6 +212,18 @@ def _check_row_train(config: dict) -> None:
                                   f"{error.message}") from None
 
 
+def _check_step(config: dict) -> None:
+    """Every row's micro-batches must hold at least one image: grad_accumulation <= batch_size."""
+    for section in ("methods", "baselines"):
+        for entry in config[section]:
+            train = row_train(config, entry)
+            if train["grad_accumulation"] > train["batch_size"]:
+                where = "train" if "train" not in entry else f"{section} entry {entry_id(entry)!r}: train"
+                raise ConfigError(f"{where}: grad_accumulation {train['grad_accumulation']} is larger than batch_size "
+                                  f"{train['batch_size']}: a micro-batch would hold no image; use at most "
+                                  f"{train['batch_size']}")
+
+
 def _check_tune(config: dict) -> None:
     """`tune` names one numeric training setting, rows of this grid that train, and a screening
     budget no longer than the grid's; and its datasets can be selected on without test images."""
@@ -319,6 +331,7 @@ def validate(config: dict, base: Path = Path("."), check_paths: bool = True) -> 
     _check_entries(config)
     _check_row_names(config)
     _check_row_train(config)
+    _check_step(config)
     _check_tune(config)
     if config["methods"]:
         from benchmark.method_checks import check_devices, check_ranks

@@ -59,3 +59,8 @@ class NotMergeable(ValueError):
 class OraclePromptError(ValueError):
     """A row whose prompt is drawn from the ground truth, asked to segment images that have none
     (saltbench predict)."""
+
+
+class CompileFailed(RuntimeError):
+    """`train.compile: true` and torch.compile could not compile the image encoder; the cell stops
+    with torch's message rather than training eagerly under a setting that says compiled."""

@@ -18,7 +18,14 @@ ROW_KEYS = ("id", "label", "train", "prompt")
 TUNE_KEYS = ("rows", "epochs")
 # Training settings that change how fast a cell runs, never its result (tests/test_engine.py
 # trains with 0 and 2 DataLoader workers and compares bit for bit): not part of the fingerprint.
-RESULT_FREE_TRAIN_KEYS = ("workers",)
+RESULT_FREE_TRAIN_KEYS = ("workers", "activation_checkpointing")
+# Training settings of the lean step (engine.step) that change a cell's floats slightly (fused
+# attention, compiled kernels, micro-batch sums: about 1e-6 relative) and, for grad_accumulation,
+# a trained BatchNorm's running statistics: part of the fingerprint, but only when not at this
+# value, so the fingerprints of grids written before these settings existed do not change.
+# activation_checkpointing recomputes the same operations in the same order (gradients bit for bit
+# equal, tests/test_lean_step.py): result-free, as workers.
+STEP_DEFAULTS = {"attention": "eager", "activation_checkpointing": False, "grad_accumulation": 1, "compile": False}
 
 
 
@@ -173,6 +180,13 @@ def backbone_spec(config: dict, key: str) -> dict:
     return {k: v for k, v in config["backbones"][key].items() if k not in ("methods", "datasets")}
 
 
+def result_train(train: dict) -> dict:
+    """The training settings a cell's result depends on: without the result-free ones, and without
+    a lean-step setting at its STEP_DEFAULTS value (absent from grids before it existed)."""
+    return {k: v for k, v in train.items()
+            if k not in RESULT_FREE_TRAIN_KEYS and not (k in STEP_DEFAULTS and v == STEP_DEFAULTS[k])}
+
+
 def fingerprint(cell: Cell, config: dict) -> str:
     """Hash of everything that determines a cell's result; a changed config invalidates old files.
     The row's settings count as they act (merged over the grid's), so a trial and a table cell that
@@ -184,7 +198,7 @@ def fingerprint(cell: Cell, config: dict) -> str:
         "dataset": config["datasets"][cell.dataset],
         **({} if cell.n_train is None else {"n_train": cell.n_train}),
         "backbone": backbone_spec(config, cell.backbone) if cell.backbone else None,
-        "train": {k: v for k, v in row_train(config, cell.entry).items() if k not in RESULT_FREE_TRAIN_KEYS},
+        "train": result_train(row_train(config, cell.entry)),
         "input_size": config["input_size"],
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

@@ -12,7 +12,9 @@ FORMAT is the version written into every summary; a summary without one was writ
 before the format had a version (format 1): it lacks `tuning`, `train_overrides` and
 `dataset.n_train_subset` (a row then had no settings of its own, a cell all its training images) and
 is read with those as None, {} and None. Format 2 lacks `prompt` (every SAM-family row was then
-text-prompted): it is read as the text prompt, or as no prompt for a baseline.
+text-prompted): it is read as the text prompt, or as no prompt for a baseline. Format 3 added
+`prompt` and `trained.step` (how the step ran: attention, checkpointing, compile, micro-batches);
+format 1 and 2 summaries are read with `trained.step` as None.
 """
 from __future__ import annotations
 
@@ -71,6 +73,19 @@ class Params(TypedDict):
     image_encoder_megabytes: dict | None
 
 
+class StepRecord(TypedDict):
+    """How the training step ran (engine.step.step_record; the settings are also under
+    provenance.config.train): format 3 on."""
+
+    attention: str  # "eager", "sdpa", or why sdpa changed nothing on this backbone
+    sdpa_modules: int  # segment-anything attention modules that ran fused
+    checkpointed_blocks: int  # encoder blocks recomputed in the backward pass (0: none)
+    compiled: bool
+    grad_accumulation: int  # micro-batches per optimizer step (1: none)
+    trained_batchnorms: list[str]  # BatchNorms that train (the TAL's with tal_norm: batch)
+    batchnorm_note: str  # what micro-batches change for them; empty without accumulation or BatchNorm
+
+
 class Trained(TypedDict):
     adapted_modules: int
     extra_trainable: list[str]
@@ -84,6 +99,7 @@ class Trained(TypedDict):
     singular_value_ranks: OpenRecord
     notes: OpenRecord
     embedding_cache: OpenRecord
+    step: StepRecord | None  # None in summaries of format 1 and 2
 
 
 class Regulariser(TypedDict):
@@ -274,6 +290,8 @@ def as_summary(values: dict, where: str = "summary") -> Summary:
                   **({"dataset": {**dataset, "n_train_subset": None}} if isinstance(dataset, dict) else {})}
     if version in (1, 2) and isinstance(values.get("method"), dict):
         values = {**values, "prompt": summary_prompt(values)}
+    if version in (1, 2) and isinstance(values.get("trained"), dict):
+        values = {**values, "trained": {**values["trained"], "step": None}}
     return Record(values, Summary, where)  # type: ignore[return-value]
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from methods import svd_cache
+from methods import rebuild, svd_cache
 
 SUPPORTED: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
 DEFAULT_TARGETS: tuple[str, ...] = ("attn.qkv", "attn.proj", "mlp")
@@ -175,10 +175,14 @@ class AdaptedLayer(nn.Module, ABC):
 
     def forward(self, x: Tensor) -> Tensor:
         """The rebuild runs in float32 even under autocast (mixed precision casts only the layer's
-        own product): SVD factors and singular-value updates lose too much in bf16/fp16."""
-        with torch.autocast(x.device.type, enabled=False):
-            weight = self.adapted_weight()
+        own product): SVD factors and singular-value updates lose too much in bf16/fp16. Under activation
+        checkpointing the recomputation reuses the forward pass's rebuild (methods.rebuild)."""
+        weight = rebuild.rebuilt(self, self._float32_weight)
         return self.layer_forward(x, weight)
+
+    def _float32_weight(self) -> Tensor:
+        with torch.autocast(self.weight.device.type, enabled=False):
+            return self.adapted_weight()
 
     def layer_forward(self, x: Tensor, weight: Tensor) -> Tensor:
         """The base layer's operation with a given weight and the frozen bias."""

@@ -93,3 +93,49 @@ def test_a_tuned_grid_projects_its_trials_and_table_cells_apart(tiny):
     table = planner.project(next(iter(expand_cells(screened).values())), screened, _measured(0.5), images)
     trial = planner.project(next(iter(all_cells(screened).values())), screened, _measured(0.5), images)
     assert table.role == "table" and table.total_s > trial.total_s, "screening trials are shorter than the table cell"
+
+
+def test_the_cheapest_fitting_setting_is_named_from_measurements(tiny, monkeypatch):
+    """Of the settings that keep the batch and fit, the fastest measured; checkpointing costs time."""
+    config = validate({**tiny, "train": {**tiny["train"], "batch_size": 4}})
+    cells = expand_cells(config)
+    key = planner.setup_key(next(iter(cells.values())), config)
+    needs = {(False, 1): 5000.0, (True, 1): 2500.0, (False, 2): 2900.0, (False, 4): 1800.0}
+    seconds = {(False, 1): 1.0, (True, 1): 1.3, (False, 2): 1.1, (False, 4): 1.4}
+
+    def measure(cell, config, device, batch, warmup, steps):
+        train = config["train"]
+        setting = (train["activation_checkpointing"], train["grad_accumulation"])
+        need = needs.get(setting, 1500.0)
+        return _measured(seconds.get(setting, 1.6), peak=need)
+
+    monkeypatch.setattr(planner, "measure", measure)
+    [warning] = planner.over_memory(config, cells, {key: _measured(1.0, peak=5000.0)}, 3000.0, torch.device("cpu"), 1, 1)
+    assert "cheapest setting that fits: train.grad_accumulation: 2 (2,900 MB, step 1.10 x" in warning
+    [warning] = planner.over_memory(config, cells, {key: _measured(1.0, peak=5000.0)}, 2600.0, torch.device("cpu"), 1, 1)
+    assert "cheapest setting that fits: train.activation_checkpointing: true (2,500 MB, step 1.30 x" in warning
+
+
+def test_gpu_memory_sizes_are_read_or_refused():
+    assert planner.parse_memory("24GB") == planner.parse_memory("24 GiB") == 24 * 1024
+    assert planner.parse_memory("16000MB") == 16000
+    with pytest.raises(ValueError, match="not a size like 24GB"):
+        planner.parse_memory("lots")
+
+
+def test_plan_advice_on_a_tiny_grid_measured_on_the_cpu(tmp_path):
+    """Measured, not assumed: a U-Net (no encoder blocks to checkpoint) over a memory limit between its
+    full-batch step and its micro-batched one is told to accumulate, and that setting does fit."""
+    grid = tiny_grid(tmp_path, train={"epochs": 1, "batch_size": 4, "lr": 1e-3, "augment": False})
+    config = validate(grid)
+    cells = expand_cells(config)
+    cell = next(iter(cells.values()))
+    full = planner.measure(cell, config, torch.device("cpu"), 4, 1, 1)
+    micro = planner.measure(cell, {**config, "train": {**config["train"], "grad_accumulation": 4}},
+                            torch.device("cpu"), 4, 1, 1)
+    assert micro.needed_mb < full.needed_mb, "a quarter of the batch at a time holds fewer activations"
+    limit = (full.needed_mb + micro.needed_mb) / 2
+    [warning] = planner.over_memory(config, cells, {planner.setup_key(cell, config): full}, limit,
+                                    torch.device("cpu"), 1, 1)
+    assert "cheapest setting that fits: train.grad_accumulation: " in warning, warning
+    assert "activation_checkpointing: true: " in warning, "checkpointing was measured too (and saved nothing here)"

@@ -35,6 +35,7 @@ from benchmark.engine.adapters import save_adapter
 from benchmark.models.cell_model import CellModel, build_cell_model
 from benchmark.engine.evaluate import evaluate, resolution_convention
 from benchmark.engine.precision import enable_tf32
+from benchmark.engine.step import step_record
 from benchmark.engine.scales import layer_notes, regularisers, scale_shift_movement, singular_value_ranks
 from benchmark.engine.train import CHECKPOINT, Best, train
 from benchmark.gpus import cell_gpu
@@ -278,6 +279,7 @@ class Trained:
     penalties: dict
     sv_ranks: dict
     notes: dict
+    step: dict
 
 
 def _train(cell: Cell, config: dict, model: torch.nn.Module, sets: dict, out: Path,
@@ -296,7 +298,7 @@ def _train(cell: Cell, config: dict, model: torch.nn.Module, sets: dict, out: Pa
     if hasattr(model, "embedding_cache"):
         model.embedding_cache = None  # test images go through the encoder; the cached features are freed
     return Trained(log, seconds, best, embeddings, scale_shift_movement(model), regularisers(model),
-                   singular_value_ranks(model), layer_notes(model))
+                   singular_value_ranks(model), layer_notes(model), step_record(model, train_cfg))
 
 
 def _merge_and_count(cell: Cell, config: dict, built: CellModel, model: torch.nn.Module, share: dict,
@@ -343,7 +345,7 @@ def _trained_record(built: CellModel, trained: Trained, sets: dict, train_cfg: d
             "val_dice": None if best.state is None else best.val_dice,
             "n_images": {split: 0 if data is None else len(data) for split, data in sets.items()},
             "scale_shift_movement": trained.movement, "singular_value_ranks": trained.sv_ranks,
-            "notes": trained.notes, "embedding_cache": trained.embeddings}
+            "notes": trained.notes, "embedding_cache": trained.embeddings, "step": trained.step}
 
 
 def _dataset_record(cell: Cell, dataset_cfg: dict) -> dict:

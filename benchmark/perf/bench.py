@@ -14,6 +14,11 @@ how many factorisations its build computed and how long the build took.
 "decoder" is decoder-only tuning with the frozen encoder's features cached, as a cell without
 augmentation trains it: every timed step reuses the features (an epoch after the first);
 "decoder_uncached" is the same model running its encoder every step (the first epoch).
+
+`--variants` times each method's step under other lean-step settings side by side (engine.step:
+eager or fused attention, torch.compile, activation checkpointing; `grid` is the grid's own): each
+row gives its step time over the eager row's and its step's peak memory (perf.step_memory: CUDA's
+peak allocated, or on a CPU the peak of the tensors the step creates; not inside compiled code).
 """
 from __future__ import annotations
 
@@ -37,12 +42,13 @@ from benchmark.cost.measure import MB, peak_rss_mb
 from benchmark.models.cell_model import build_cell_model
 from benchmark.cost.parameters import count_parameters
 from benchmark.engine.precision import enable_tf32
+from benchmark.errors import CompileFailed
 from benchmark.grid import Cell
 from benchmark.allocator import reexec_with_allocator_settings
 from benchmark.io import write_text
 from benchmark.models.embedding_cache import EmbeddingCache
 from benchmark.perf.literal_salt import DirectSALTLayer
-from benchmark.perf.timing import device_label, inference_times, train_step_times
+from benchmark.perf.timing import device_label, inference_times, train_step_measure, train_step_times
 from methods import svd_cache
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,9 +69,19 @@ SETUPS = {
 }
 METHOD_ROWS = ("frozen", "full", "svd", "lora_r4", "lora_r256", "salt_r4", "salt_r256", "salt_literal_r4",
                "salt_literal_r256", "decoder", "decoder_uncached")
-COLUMNS = ("backbone", "input", "batch", "method", "precision", "build_s", "svd_computed", "trainable",
-           "train_images_per_s", "train_x_frozen", "bf16_over_fp32", "peak_memory_mb", "memory_kind",
-           "infer_images_per_s", "infer_x_frozen", "device")
+COLUMNS = ("backbone", "input", "batch", "method", "precision", "variant", "build_s", "svd_computed", "trainable",
+           "train_images_per_s", "train_x_frozen", "bf16_over_fp32", "step_x_eager", "step_peak_mb", "peak_memory_mb",
+           "memory_kind", "infer_images_per_s", "infer_x_frozen", "device")
+# Lean-step settings a row's step runs with, over the grid's `train` ("grid": as the grid says).
+_EAGER = {"attention": "eager", "activation_checkpointing": False, "compile": False}
+VARIANTS = {
+    "grid": {},
+    "eager": _EAGER,
+    "sdpa": {**_EAGER, "attention": "sdpa"},
+    "sdpa+compile": {**_EAGER, "attention": "sdpa", "compile": True},
+    "eager+checkpointing": {**_EAGER, "activation_checkpointing": True},
+    "sdpa+checkpointing": {**_EAGER, "attention": "sdpa", "activation_checkpointing": True},
+}
 
 
 def method_entry(config: dict, row: str) -> tuple[dict, bool]:
@@ -139,17 +155,22 @@ def train_speed(model: nn.Module, train_cfg: dict, size: int, batch: int, device
     return min(train_step_times(model, train_cfg, size, batch, device, warmup, steps))
 
 
+def variant_model(model: nn.Module, variant: str) -> nn.Module:
+    """The model a variant's steps run: a copy where it compiles (a compiled encoder stays compiled)."""
+    return copy.deepcopy(model) if VARIANTS[variant].get("compile") else model
+
+
 def inference_speeds(models: dict[str, nn.Module], size: int, batch: int, precision: str, device: torch.device,
                      warmup: int, steps: int) -> dict[str, float]:
     """Fastest seconds of one forward pass of each merged model."""
     return {row: min(values) for row, values in inference_times(models, size, batch, precision, device, warmup, steps).items()}
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def run(args: argparse.Namespace) -> tuple[list[dict], list[str]]:
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     enable_tf32(device)
     cache = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="saltbench-bench-"))
-    records = []
+    records, failures = [], []
     for name in args.backbones:
         setup = SETUPS[name]
         batch = args.batch or setup.batch
@@ -164,18 +185,26 @@ def run(args: argparse.Namespace) -> list[dict]:
             merged[row] = methods.merge_model(copy.deepcopy(model)).to(device)
             if hasattr(merged[row], "embedding_cache"):
                 merged[row].embedding_cache = None  # inference encodes every image, as a test set does
-            for precision in args.precisions:
+            for precision, variant in ((p, v) for p in args.precisions for v in args.variants):
                 kind = _reset_peak(device)
-                train_cfg = {**config["train"], "precision": precision}
-                step = train_speed(model, train_cfg, size, batch, device, args.warmup, args.steps)
-                peak = _peak_mb(device)
+                train_cfg = {**config["train"], "precision": precision, **VARIANTS[variant]}
+                try:
+                    times, step_peak = train_step_measure(variant_model(model, variant), train_cfg, size, batch, device,
+                                                          args.warmup, args.steps)
+                except CompileFailed as error:  # a row of its own in the table's notes; the other rows go on
+                    failures.append(f"{name} {row} {precision} {variant}: {str(error).splitlines()[0]}")
+                    print(failures[-1], flush=True)
+                    continue
+                step, peak = min(times), _peak_mb(device)
                 rows.append({
                     "backbone": name, "input": size, "batch": batch, "method": row, "precision": precision,
-                    "build_s": round(build_seconds, 1), "svd_computed": computed, "trainable": trainable,
-                    "train_images_per_s": batch / step, "peak_memory_mb": round(peak), "memory_kind": kind,
-                    "device": device_label(device),
+                    "variant": variant, "build_s": round(build_seconds, 1), "svd_computed": computed,
+                    "trainable": trainable, "train_images_per_s": batch / step,
+                    "step_peak_mb": "" if step_peak is None else round(step_peak), "peak_memory_mb": round(peak),
+                    "memory_kind": kind, "device": device_label(device),
                 })
-                print(f"{name} {row} {precision}: {batch / step:.3f} train images/s, peak {peak:.0f} MB ({kind}); "
+                print(f"{name} {row} {precision} {variant}: {batch / step:.3f} train images/s, step peak "
+                      f"{'n/a' if step_peak is None else f'{step_peak:.0f} MB'}, peak {peak:.0f} MB ({kind}); "
                       f"build {build_seconds:.1f} s, {computed} SVDs computed", flush=True)
             del model
         for precision in args.precisions:
@@ -185,19 +214,24 @@ def run(args: argparse.Namespace) -> list[dict]:
                     record["infer_images_per_s"] = batch / seconds[record["method"]]
         records += rows
         del merged
-    return _with_ratios(records)
+    return _with_ratios(records), failures
 
 
 def _with_ratios(records: list[dict]) -> list[dict]:
-    """Each row's speed over `frozen` at the same (backbone, precision), and bf16 over fp32."""
-    by_key = {(r["backbone"], r["method"], r["precision"]): r for r in records}
+    """Each row's speed over `frozen` at the same (backbone, precision, variant), bf16 over fp32, and
+    the step time over the `eager` variant's of the same method."""
+    by_key = {(r["backbone"], r["method"], r["precision"], r["variant"]): r for r in records}
     for record in records:
-        frozen = by_key.get((record["backbone"], "frozen", record["precision"]))
-        fp32 = by_key.get((record["backbone"], record["method"], "fp32"))
+        backbone, method, precision, variant = (record[k] for k in ("backbone", "method", "precision", "variant"))
+        frozen = by_key.get((backbone, "frozen", precision, variant))
+        fp32 = by_key.get((backbone, method, "fp32", variant))
+        eager = by_key.get((backbone, method, precision, "eager"))
         record["train_x_frozen"] = "" if frozen is None else round(frozen["train_images_per_s"] / record["train_images_per_s"], 3)
         record["infer_x_frozen"] = "" if frozen is None else round(frozen["infer_images_per_s"] / record["infer_images_per_s"], 3)
         record["bf16_over_fp32"] = ("" if fp32 is None or record["precision"] == "fp32" else
                                     round(record["train_images_per_s"] / fp32["train_images_per_s"], 3))
+        record["step_x_eager"] = "" if eager is None else round(eager["train_images_per_s"] / record["train_images_per_s"], 3)
+    for record in records:
         record["train_images_per_s"] = round(record["train_images_per_s"], 3)
         record["infer_images_per_s"] = round(record["infer_images_per_s"], 3)
     return records
@@ -211,19 +245,24 @@ def to_csv(records: list[dict]) -> str:
     return buffer.getvalue()
 
 
+def _number(value: object, digits: int) -> str:
+    return "" if value == "" else f"{value:.{digits}f}"
+
+
 def to_markdown(records: list[dict], args: argparse.Namespace) -> str:
-    header = ("backbone", "method", "precision", "train img/s", "step x frozen", "bf16 speed-up",
-              "peak MB", "merged inference img/s", "inference x frozen", "build s (SVDs)")
+    header = ("backbone", "method", "precision", "step", "train img/s", "step x frozen", "step x eager",
+              "bf16 speed-up", "step peak MB", "peak MB", "merged inference img/s", "inference x frozen", "build s (SVDs)")
     lines = [f"Device: {records[0]['device']}. Fastest of {args.steps} steps after {args.warmup} warm-up (inference: "
              "round-robin over the merged models); "
-             f"x frozen = time per image over frozen's at the same precision (1.00 = as fast); peak memory: "
-             f"{records[0]['memory_kind']}.", "",
+             "x frozen = time per image over frozen's at the same precision and step (1.00 = as fast); x eager = step "
+             "time over the same method's eager step; step peak = the step's own peak memory (perf.step_memory; empty "
+             f"for a compiled step on a CPU); peak memory: {records[0]['memory_kind']}.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in records:
-        cells = (f"{r['backbone']} @{r['input']} b{r['batch']}", r["method"], r["precision"], f"{r['train_images_per_s']:.3f}",
-                 f"{r['train_x_frozen']:.2f}", "" if r["bf16_over_fp32"] == "" else f"{r['bf16_over_fp32']:.2f}",
-                 str(r["peak_memory_mb"]), f"{r['infer_images_per_s']:.2f}", f"{r['infer_x_frozen']:.3f}",
-                 f"{r['build_s']} ({r['svd_computed']})")
+        cells = (f"{r['backbone']} @{r['input']} b{r['batch']}", r["method"], r["precision"], r["variant"],
+                 f"{r['train_images_per_s']:.3f}", _number(r["train_x_frozen"], 2), _number(r["step_x_eager"], 2),
+                 _number(r["bf16_over_fp32"], 2), str(r["step_peak_mb"]), str(r["peak_memory_mb"]),
+                 f"{r['infer_images_per_s']:.2f}", _number(r["infer_x_frozen"], 3), f"{r['build_s']} ({r['svd_computed']})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -234,6 +273,9 @@ def parser() -> argparse.ArgumentParser:
     command.add_argument("--backbones", nargs="+", default=list(SETUPS), choices=list(SETUPS))
     command.add_argument("--methods", nargs="+", default=list(METHOD_ROWS), choices=list(METHOD_ROWS))
     command.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
+    command.add_argument("--variants", nargs="+", default=["grid"], choices=list(VARIANTS),
+                         help="lean-step settings to time each method's step under, side by side (default: the grid's "
+                         "own): eager or sdpa attention, + torch.compile of the image encoder, + activation checkpointing")
     command.add_argument("--batch", type=int, default=0, help="override every backbone's batch size (default: 5 for "
                          "SAM ViT-B, 2 for LiteMedSAM, the grids' own)")
     command.add_argument("--warmup", type=int, default=2, help="untimed steps per row (default: %(default)s)")
@@ -247,8 +289,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
-    records = run(args)
-    table = to_markdown(records, args)
+    records, failures = run(args)
+    table = to_markdown(records, args) + "".join(f"\nNot measured: {failure}\n" for failure in failures)
     print("\n" + table)
     out = Path(args.out)
     write_text(out / "train_speed.csv", to_csv(records))

@@ -29,8 +29,8 @@ from benchmark.models.cell_model import build_cell_model
 from benchmark.cost.measure import ACCELERATOR_KIND, HOST_KIND, MB, cuda_memory, peak_rss_mb
 from benchmark.data.layout import split_pairs
 from benchmark.data.sources import load_pairs
-from benchmark.grid import Cell, all_cells, cell_config, row_train
-from benchmark.perf.timing import inference_times, train_step_times
+from benchmark.grid import STEP_DEFAULTS, Cell, all_cells, cell_config, row_train
+from benchmark.perf.timing import inference_times, train_step_measure
 
 TRUST = ("How far to trust it: a projection from a few steps on random images, in the plan's process, at the "
          "load the host has while it measures; a grid run later on a busier or quieter machine differs by that "
@@ -51,6 +51,17 @@ class Measured:
     memory_kind: str
     build_s: float
     trains: bool
+    step_peak_mb: float | None = None  # the step's own peak (perf.step_memory), above the model's memory
+    model_mb: float = 0.0  # parameters and buffers
+
+    @property
+    def needed_mb(self) -> float:
+        """What the setup needs on a GPU: the allocator's peak reserved memory, measured on CUDA; from a
+        CPU, the model plus the step's own peak, the tensors the same step allocates (a GPU adds its
+        allocator's caching and the CUDA context, several hundred MB, on top)."""
+        if self.memory_kind == ACCELERATOR_KIND or self.step_peak_mb is None:
+            return self.peak_mb
+        return self.model_mb + self.step_peak_mb
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ def setup_key(cell: Cell, config: dict) -> str:
     train = row_train(config, cell.entry)
     return json.dumps({"backbone": cell.backbone, "entry": {k: v for k, v in cell.entry.items() if k != "train"},
                        "batch": train["batch_size"], "precision": train["precision"],
+                       "step": {key: train.get(key, value) for key, value in STEP_DEFAULTS.items()},
                        "input_size": config["input_size"]}, sort_keys=True)
 
 
@@ -102,11 +114,13 @@ def measure(cell: Cell, config: dict, device: torch.device, batch: int, warmup: 
     if memory is not None:
         memory.reset_peak()
     size, precision = config["input_size"], config["train"]["precision"]
-    step = statistics.median(train_step_times(model, config["train"], size, batch, device, warmup, steps))
+    model_mb = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())) / MB
+    times, step_peak = train_step_measure(model, config["train"], size, batch, device, max(warmup, 1), steps)
     peak = memory.peak_reserved() / MB if memory is not None else peak_rss_mb()
     merged = methods.merge_model(copy.deepcopy(model))
     forward = statistics.median(inference_times({"merged": merged}, size, batch, precision, device, warmup, steps)["merged"])
-    return Measured(step, forward, peak, ACCELERATOR_KIND if memory is not None else HOST_KIND, build_s, trains)
+    return Measured(statistics.median(times), forward, peak, ACCELERATOR_KIND if memory is not None else HOST_KIND,
+                    build_s, trains, step_peak, model_mb)
 
 
 def _measure_or_overflow(cell: Cell, config: dict, device: torch.device, batch: int, warmup: int,
@@ -144,6 +158,18 @@ def makespan(seconds: list[float], gpus: int) -> float:
     return max(loads)
 
 
+def parse_memory(text: str) -> float:
+    """"24GB", "24 GiB", "24000MB" -> MB (GB and GiB alike: 1024 MB, as nvidia-smi's "MiB" counts)."""
+    value = text.strip().upper().replace(" ", "").removesuffix("B").removesuffix("I")
+    units = {"G": 1024.0, "M": 1.0}
+    if not value or value[-1] not in units:
+        raise ValueError(f"--gpu-memory: {text!r} is not a size like 24GB or 16000MB")
+    try:
+        return float(value[:-1]) * units[value[-1]]
+    except ValueError:
+        raise ValueError(f"--gpu-memory: {text!r} is not a size like 24GB or 16000MB") from None
+
+
 def fitting_batch(peaks: dict[int, float], limit_mb: float) -> int:
     """Largest batch whose peak fits `limit_mb`, from peaks measured at two or more batch sizes
     (peak = fixed + batch x per image, fitted through the smallest and largest); 0 when not even
@@ -156,24 +182,77 @@ def fitting_batch(peaks: dict[int, float], limit_mb: float) -> int:
     return max(int(math.floor((limit_mb - fixed) / max(per_image, 1e-9))), 0)
 
 
+def candidates(train: dict, batchnorm: bool) -> list[dict]:
+    """Settings that lower a step's memory without changing its batch, to measure in turn:
+    checkpointing, micro-batches (2, and the fewest images a micro-batch may hold), and both."""
+    batch = train["batch_size"]
+    smallest = batch // 2 if batchnorm else batch
+    accumulations = sorted({k for k in (2, smallest) if 2 <= k <= smallest and k > train["grad_accumulation"]})
+    options = [] if train["activation_checkpointing"] else [{"activation_checkpointing": True}]
+    options += [{"grad_accumulation": k} for k in accumulations]
+    if options and accumulations and not train["activation_checkpointing"]:
+        options += [{"activation_checkpointing": True, "grad_accumulation": k} for k in accumulations]
+    return options
+
+
+def _setting(change: dict) -> str:
+    return ", ".join(f"train.{key}: {str(value).lower() if isinstance(value, bool) else value}" for key, value in change.items())
+
+
+def _saves(change: dict, measured: Measured, tried: list[tuple[dict, Measured]], current: Measured) -> bool:
+    """Whether checkpointing in `change` lowers the need measured without it (a model with no encoder
+    blocks, such as a U-Net, checkpoints nothing: its step time would only add noise to the choice)."""
+    if not change.get("activation_checkpointing"):
+        return True
+    without = {key: value for key, value in change.items() if key != "activation_checkpointing"}
+    reference = current if not without else next((m for c, m in tried if c == without), current)
+    return measured.needed_mb < 0.99 * reference.needed_mb
+
+
+def advice(config: dict, cell: Cell, current: Measured, limit_mb: float, device: torch.device, warmup: int,
+           steps: int) -> str:
+    """The cheapest measured setting under which `cell`'s setup fits `limit_mb`: of the settings that keep
+    the batch (candidates) and save what they claim to (_saves), the one with the fastest measured step;
+    else the largest batch that fits."""
+    train = row_train(config, cell.entry)
+    batchnorm = cell.backbone is not None and config["backbones"][cell.backbone].get("tal_norm") == "batch"
+    tried = []
+    for change in candidates(train, batchnorm):
+        trial = {**cell_config(config, cell), "train": {**train, **change}}
+        tried.append((change, _measure_or_overflow(cell, trial, device, train["batch_size"], warmup, steps)))
+    fitting = [(change, m) for change, m in tried if m.needed_mb <= limit_mb and _saves(change, m, tried, current)]
+    measured = "; ".join(f"{_setting(change)}: {m.needed_mb:,.0f} MB, {m.step_s / current.step_s:.2f} x the step time"
+                         for change, m in tried)
+    if fitting:
+        change, m = min(fitting, key=lambda item: item[1].step_s)
+        return (f"cheapest setting that fits: {_setting(change)} ({m.needed_mb:,.0f} MB, step {m.step_s / current.step_s:.2f} "
+                f"x the current; measured: {measured})")
+    batch = train["batch_size"]
+    peaks = {b: _measure_or_overflow(cell, cell_config(config, cell), device, b, warmup, steps).needed_mb
+             for b in (1, 2) if b < batch}
+    peaks = {b: peak for b, peak in peaks.items() if math.isfinite(peak)}
+    fits = fitting_batch({**peaks, batch: current.needed_mb}, limit_mb) if peaks else 0
+    tail = f" (neither fits: {measured})" if tried else ""
+    if fits:
+        return (f"train.batch_size {fits} would fit (peak linear in the batch, from batches {sorted(peaks)} and {batch}; "
+                f"a smaller batch changes the training){tail}")
+    return f"no batch size fits: the model alone exceeds it (try precision bf16){tail}"
+
+
 def over_memory(config: dict, cells: dict[str, Cell], measured: dict[str, Measured], limit_mb: float,
                 device: torch.device, warmup: int, steps: int) -> list[str]:
-    """Warnings for the setups whose peak exceeds `limit_mb`, naming their cells and the batch that
-    would fit (measured again at batch 1 and 2 to fit memory against batch)."""
+    """Warnings for the setups whose measured need exceeds `limit_mb`, naming their cells and the
+    cheapest setting under which they would fit (advice, from further measurements)."""
     warnings = []
     batch = config["train"]["batch_size"]
     for key, value in measured.items():
-        if value.peak_mb <= limit_mb:
+        if value.needed_mb <= limit_mb:
             continue
         cell = next(c for c in cells.values() if setup_key(c, config) == key)
-        peaks = {b: _measure_or_overflow(cell, config, device, b, warmup, steps).peak_mb for b in (1, 2) if b < batch}
-        peaks = {b: peak for b, peak in peaks.items() if math.isfinite(peak)}
-        fits = fitting_batch({**peaks, batch: value.peak_mb}, limit_mb) if peaks else 0
         names = [c for c in cells if setup_key(cells[c], config) == key]
-        advice = (f"train.batch_size {fits} would fit (peak linear in the batch, from batches {sorted(peaks)} and "
-                  f"{batch})" if fits else "no batch size fits: the model alone exceeds it (try precision bf16)")
-        warnings.append(f"{setup_label(cell)} at batch {batch} peaks at {value.peak_mb:,.0f} MB, over the "
-                        f"{limit_mb:,.0f} MB of the GPU: cells {', '.join(names)}; {advice}")
+        warnings.append(f"{setup_label(cell)} at batch {batch} needs {value.needed_mb:,.0f} MB, over the "
+                        f"{limit_mb:,.0f} MB of the GPU: cells {', '.join(names)}; "
+                        f"{advice(config, cell, value, limit_mb, device, warmup, steps)}")
     return warnings
 
 
@@ -188,7 +267,7 @@ def plan(config: dict, device: torch.device, warmup: int = 1, steps: int = 3) ->
             measured[key] = _measure_or_overflow(cell, cell_config(config, cell), device,
                                                  row_train(config, cell.entry)["batch_size"], warmup, steps)
             print(f"measured {setup_label(cell)}: {measured[key].step_s:.3f} s per step, "
-                  f"{measured[key].peak_mb:,.0f} MB peak", flush=True)
+                  f"{measured[key].peak_mb:,.0f} MB peak, needs {measured[key].needed_mb:,.0f} MB on a GPU", flush=True)
     return [project(cell, config, measured[setup_key(cell, config)], _images(counts[cell.dataset], cell))
             for cell in cells.values()], measured
 

@@ -13,6 +13,7 @@ from torch import nn
 from benchmark.engine.precision import autocast
 from benchmark.engine.step import make_step
 from benchmark.engine.train import set_train_mode
+from benchmark.perf.step_memory import step_peak_mb
 
 
 def synchronise(device: torch.device) -> None:
@@ -39,23 +40,33 @@ def device_label(device: torch.device) -> str:
 
 def train_step_times(model: nn.Module, train_cfg: dict, size: int, batch: int, device: torch.device, warmup: int,
                      steps: int) -> list[float]:
-    """Seconds of each of `steps` training steps (engine.step, with `train_cfg`'s optimizer, objective
-    and precision) on a random batch, after `warmup` untimed ones; a model with nothing trainable
-    times its forward and objective."""
+    """Seconds of each of `steps` training steps (engine.step, with `train_cfg`'s optimizer, objective,
+    precision and lean settings) on a random batch, after `warmup` untimed ones; a model with nothing
+    trainable times its forward and objective."""
+    return train_step_measure(model, train_cfg, size, batch, device, warmup, steps)[0]
+
+
+def train_step_measure(model: nn.Module, train_cfg: dict, size: int, batch: int, device: torch.device, warmup: int,
+                       steps: int) -> tuple[list[float], float | None]:
+    """train_step_times, and the peak memory of the last warm-up step (perf.step_memory: the step's
+    own MB above what was allocated before it; None without a warm-up step, or compiled on a CPU)."""
     step = make_step(model, train_cfg, device)
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(batch, 3, size, size, generator=generator).to(device)
     mask = (torch.rand(batch, 1, size, size, generator=generator) > 0.9).float().to(device)
     set_train_mode(model)
-    times = []
+    times, peak = [], None
     for index in range(warmup + steps):
+        if index == warmup - 1:
+            peak = step_peak_mb(lambda: step(image, mask), device, step.compiled)
+            continue
         synchronise(device)
         began = time.perf_counter()
         step(image, mask)
         synchronise(device)
         if index >= warmup:
             times.append(time.perf_counter() - began)
-    return times
+    return times, peak
 
 
 @torch.no_grad()

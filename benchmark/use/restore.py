@@ -13,8 +13,10 @@ from torch import nn
 import methods
 from methods import svd_cache
 from benchmark.engine.adapters import load_adapter
+from benchmark.engine.attention import set_attention
 from benchmark.engine.cell import finished_cell
 from benchmark.engine.precision import enable_tf32
+from benchmark.engine.step import step_setting
 from benchmark.grid import Cell, cell_config
 from benchmark.models.cell_model import build_cell_model
 
@@ -47,4 +49,5 @@ def restore(config: dict, cell_id: str, device: torch.device) -> Restored:
     unmerged = {type(layer).__name__: layer.note for layer in methods.adapted_layers(model).values()
                 if not layer.mergeable}
     merged = methods.merge_model(model).eval()
+    set_attention(merged, step_setting(config["train"], "attention"))  # the attention its evaluation ran
     return Restored(cell, config, merged, built.weights, folder, unmerged)
