@@ -5,6 +5,7 @@ to get them; ranks that do not fit a layer fail at validation, naming the layer.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import yaml
 from benchmark.config import validate
 
 from benchmark.errors import ConfigError
-from benchmark.grid import entry_id, expand_cells, row_keys
+from benchmark.grid import entry_id, expand_cells, expand_trials, row_keys
 
 from benchmark.config_checks import missing_paths, require_paths
 from benchmark.method_checks import check_ranks
@@ -263,6 +264,29 @@ def test_dry_run_lists_every_cell_of_the_paper_grid(tmp_path):
     config = validate(_raw("paper"), REPO, check_paths=False)
     assert listed == set(expand_cells(config))
     assert re.search(r"^cell\s+65$", result.stdout + result.stderr, re.MULTILINE)
+
+
+def test_dry_run_counts_the_trials_and_choices_of_the_tuned_paper_grid(tmp_path):
+    """config/paper_tuned.yaml: 11 trained rows x 5 datasets x 3 lrs = 165 screening trials, one
+    `select` per (row, dataset), then the 65 table cells; all of it listed by `snakemake -n`. Its
+    `extends: config/paper.yaml` is read from the working directory, so the scratch one gets both."""
+    (tmp_path / "config").mkdir()
+    for grid in ("paper", "paper_tuned"):
+        shutil.copy(REPO / "config" / f"{grid}.yaml", tmp_path / "config")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "-n", "--snakefile", str(REPO / "workflow" / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(REPO / "config" / "paper_tuned.yaml")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    listed = set(re.findall(r"results_paper_tuned/cells/([^/\s,]+)/summary\.json", output))
+    config = validate(_raw("paper_tuned"), REPO, check_paths=False)
+    trials, table = expand_trials(config), expand_cells(config)
+    assert (len(trials), len(table)) == (165, 65)
+    assert listed == set(trials) | set(table)
+    assert re.search(r"^cell\s+230$", output, re.MULTILINE)
+    assert re.search(r"^select\s+55$", output, re.MULTILINE)
 
 
 def test_validate_lists_every_missing_path_in_one_message(tmp_path):
