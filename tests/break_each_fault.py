@@ -35,6 +35,10 @@ class Mutant:
 
 
 MUTANTS = (
+    Mutant("a second grid on the same results folder", "workflow/rules/cells.smk",
+           "        # a changed method, dataset, backbone or training setting re-runs exactly the affected cells",
+           "        grid=str(GRID_FILE),",
+           ("tests/test_reliability.py::test_a_second_grid_on_the_same_results_never_retrains_the_first_grids_cells",)),
     Mutant("unknown method or baseline", "benchmark/config.py",
            'raise ConfigError(f"{section}: {error}") from None', "continue",
            ("tests/test_config.py::test_bad_config_names_the_problem",)),

@@ -8,6 +8,7 @@ import csv
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -382,6 +383,31 @@ def test_two_snakemake_runs_of_one_grid_never_train_one_cell_twice(tmp_path):
         if first.poll() is None:
             first.kill()
     assert json.loads((tmp_path / "results" / "cells" / CELL / "summary.json").read_text())["trained"]["epochs"] == 2
+
+
+def test_a_second_grid_on_the_same_results_never_retrains_the_first_grids_cells(tmp_path):
+    """config/prompts.yaml shares results/ with the default grid and reuses its text cells. A grid
+    of another name that holds the first grid's cell plus one more schedules only the new cell: the
+    jobs read each grid's own file, but the file's path is not a Snakemake param, so it is no
+    reason to delete and retrain a finished cell whose fingerprint is the same."""
+    first = write_grid(tmp_path / "first", tiny_grid(tmp_path))
+    run = _snakemake(tmp_path / "work", first)
+    assert run.wait(timeout=600) == 0, run.stdout.read()[-3000:]
+    second = write_grid(tmp_path / "second", tiny_grid(
+        tmp_path, name="tiny_more", figures_dir=str(tmp_path / "figures_more"),
+        baselines=[*tiny_grid(tmp_path)["baselines"],
+                   {"id": "unet_narrow", "name": "unet", "label": "U-Net (narrow)", "channels": [4, 8, 16],
+                    "num_res_units": 1}]))
+    bin_dir = Path(sys.executable).parent
+    dry = subprocess.run([str(bin_dir / "snakemake"), "-n", "-s", str(REPO / "workflow" / "Snakefile"),
+                          "-d", str(tmp_path / "work"), "--configfile", str(second)],
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"})
+    output = dry.stdout + dry.stderr
+    assert dry.returncode == 0, output[-3000:]
+    scheduled = set(re.findall(r"wildcards: cell=(\S+)", output))
+    assert scheduled == {"unet_narrow-bright-s0"}, output[-3000:]
+    assert "rule dataset" not in output and "Params have changed" not in output
 
 
 # --- the fault table stays true to the tests ---------------------------------------------------------

@@ -7,10 +7,8 @@ rule dataset:
         RESULTS / "datasets" / "{dataset}.txt",
     log:
         RESULTS / "logs" / "dataset-{dataset}.log",
-    params:
-        grid=str(GRID_FILE),
     shell:
-        "saltbench data --config {params.grid} --dataset {wildcards.dataset} > {output}.tmp 2> {log}"
+        "saltbench data --config {GRID_FILE} --dataset {wildcards.dataset} > {output}.tmp 2> {log}"
         " && mv {output}.tmp {output}"
 
 def cell_inputs(wc):
@@ -26,10 +24,8 @@ rule select:
         RESULTS / "tuning" / "{key}.json",
     log:
         RESULTS / "logs" / "select-{key}.log",
-    params:
-        grid=str(GRID_FILE),
     shell:
-        "saltbench select --config {params.grid} --key {wildcards.key} > {log} 2>&1"
+        "saltbench select --config {GRID_FILE} --key {wildcards.key} > {log} 2>&1"
 
 
 rule cell:
@@ -43,10 +39,9 @@ rule cell:
     log:
         RESULTS / "logs" / "cell-{cell}.log",
     params:
-        grid=str(GRID_FILE),
         # a changed method, dataset, backbone or training setting re-runs exactly the affected cells
         fingerprint=lambda wc: fingerprint(CELLS[wc.cell], GRID),
     resources:
         gpu=1,
     shell:
-        "saltbench cell --config {params.grid} --cell {wildcards.cell} > {log} 2>&1"
+        "saltbench cell --config {GRID_FILE} --cell {wildcards.cell} > {log} 2>&1"
