@@ -56,7 +56,7 @@ class PromptSpec:
         return self.uses_points or (self.uses_box and self.box == "mask")
 
     def describe(self) -> str:
-        """The prompt in words, as tables print it: 'text', 'whole-image box', '5+/5- GT points (oracle)'."""
+        """The prompt in words, as tables print it: 'text', 'whole-image box', '5+/5- ground-truth points (oracle)'."""
         if self.mode == "text":
             return "text"
         if self.uses_points:

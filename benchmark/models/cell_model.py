@@ -10,10 +10,10 @@ import baselines
 import methods
 from benchmark.grid import Cell
 from benchmark.models import build_backbone
+from benchmark.models.prompted import TAL_PREFIX
 from benchmark.prompting import entry_prompt
 
 ENCODER = "image_encoder."
-TAL = "tal."
 
 
 @dataclass
@@ -54,7 +54,7 @@ def build_cell_model(cell: Cell, config: dict) -> CellModel:
     prompt = entry_prompt(cell.entry)
     backbone.model.use_text = prompt.text
     prefixes = [p for p in backbone.extra_trainable if not (method.frozen_encoder and p.startswith(ENCODER))
-                and (prompt.text or p != TAL)]
+                and (prompt.text or p != TAL_PREFIX)]
     extra = [] if cell.group == "zero-shot" else _unfreeze(backbone.model, prefixes)
     return CellModel(backbone.model, backbone.weights, method.row_label(cell.entry), adapted, extra)
 

@@ -11,7 +11,7 @@ from types import ModuleType
 
 from benchmark.models.backbone import Backbone, norm_parameter_names
 from benchmark.models.checkpoints import read_state_dict, sha256
-from benchmark.models.prompted import TextPromptedSAM
+from benchmark.models.prompted import TAL_PREFIX, TextPromptedSAM
 from benchmark.models.text import TextAffineLayer, embedding_dim, text_embedding
 from benchmark.quiet import TIMM_OLD_PATHS, silenced
 
@@ -68,7 +68,7 @@ def build(cfg: dict, cache_dir: Path) -> Backbone:
         pixel_mean=(0.0, 0.0, 0.0),
         pixel_std=(1.0, 1.0, 1.0),
     )
-    extra = ["tal."]
+    extra = [TAL_PREFIX]
     if cfg["train_norms"]:
         extra += norm_parameter_names(model, ("image_encoder", "mask_decoder"))
     return Backbone(

@@ -19,10 +19,12 @@ from torch import nn
 from benchmark.models.embedding_cache import EmbeddingCache
 from benchmark.models.text import TextAffineLayer
 
+TAL_PREFIX = "tal."  # the TAL's parameter names: the trainable extra every backbone lists
 ABSENT_LOGIT = -1.0e4  # an image without its oracle prompt: background everywhere, and no gradient
 
 class TextPromptedSAM(nn.Module):
-    """forward(image in [0,1], B x 3 x S x S) -> mask logits B x 1 x S x S."""
+    """forward(image in [0,1], B x 3 x S x S, prompt: a box or point batch or None) -> mask logits
+    B x 1 x S x S."""
 
     def __init__(
         self,

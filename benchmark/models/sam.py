@@ -19,7 +19,7 @@ from benchmark.models import text
 from benchmark.models.backbone import Backbone, norm_parameter_names
 from benchmark.models.checkpoints import load_checked, read_state_dict, sam_resizer
 from benchmark.models.litemedsam import lite_tools
-from benchmark.models.prompted import TextPromptedSAM
+from benchmark.models.prompted import TAL_PREFIX, TextPromptedSAM
 
 PATCH = 16
 PROMPT_DIM = 256
@@ -175,7 +175,7 @@ def official_norm_names(model: nn.Module) -> list[str]:
 def extra_trainable(model: nn.Module, cfg: dict, pos_embeds: tuple[str, ...] = (POS_EMBED,)) -> list[str]:
     """The paper's trainable set besides adapters: the TAL, the normalisation layers and the
     (resized) positional embedding; the last two can be switched off in the config."""
-    extra = ["tal."]
+    extra = [TAL_PREFIX]
     if cfg["train_norms"]:
         extra += official_norm_names(model)
     if cfg["train_pos_embed"]:

@@ -19,7 +19,7 @@ from torch import nn
 from benchmark.models import text
 from benchmark.models.backbone import Backbone
 from benchmark.models.checkpoints import load_checked, read_state_dict
-from benchmark.models.prompted import TextPromptedSAM
+from benchmark.models.prompted import TAL_PREFIX, TextPromptedSAM
 from benchmark.models.sam import extra_trainable
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -101,7 +101,7 @@ def _load(model: nn.Module, base: nn.Module, cfg: dict) -> str:
         prefix = next((p for p in KEPT if key.startswith(p)), None)
         renamed[key if prefix is None else KEPT[prefix] + key[len(prefix):]] = tensor
     dropped = tuple(sorted({key.split(".")[0] for key in base.state_dict()} - {p.rstrip(".") for p in KEPT}))
-    report = load_checked(model, renamed, path, f"{cfg['name']} ({arch.label})", ignore=dropped, own=("tal.",))
+    report = load_checked(model, renamed, path, f"{cfg['name']} ({arch.label})", ignore=dropped, own=(TAL_PREFIX,))
     return f"{arch.label} pretrained ({report.describe()})"
 
 

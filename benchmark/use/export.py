@@ -19,6 +19,7 @@ from benchmark.errors import NotMergeable
 from benchmark.io import atomic_write
 from benchmark.models import sam2
 from benchmark.models.checkpoints import read_state_dict
+from benchmark.models.prompted import TAL_PREFIX
 from benchmark.prompting import entry_prompt
 from benchmark.use.restore import Restored
 
@@ -69,7 +70,7 @@ def export(restored: Restored, out: Path) -> tuple[Path, Path]:
     out = Path(out)
     atomic_write(out, lambda tmp: torch.save(checkpoint, tmp))
     model = restored.model
-    tensors = {f"tal.{name}": t.detach().cpu().contiguous() for name, t in model.tal.state_dict().items()}
+    tensors = {f"{TAL_PREFIX}{name}": t.detach().cpu().contiguous() for name, t in model.tal.state_dict().items()}
     tensors |= {name: getattr(model, name).detach().cpu().reshape(-1).contiguous()
                 for name in ("text_embedding", "pixel_mean", "pixel_std")}
     meta = {"cell": cell.id, "backbone": backbone["name"], "variant": backbone.get("variant"),
