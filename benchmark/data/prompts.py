@@ -55,15 +55,15 @@ def sample_points(mask: np.ndarray, content: tuple[int, int], positive: int, neg
     enough pixels); as (x, y) coordinates N x 2 and labels N (1 positive, 0 negative). None when
     the mask has no foreground; a field of view without background gives positives only."""
     height, width = content
-    inside = np.zeros(mask.shape, dtype=bool)
-    inside[:height, :width] = True
-    foreground = np.argwhere(mask & inside)
+    field = mask[:height, :width].astype(bool)
+    foreground = np.flatnonzero(field)  # flat indices in row-major order: no S x S x 2 coordinate array
     if foreground.size == 0:
         return None
-    background = np.argwhere(~mask & inside)
+    background = np.flatnonzero(~field)
     negative = negative if background.size else 0
     picked = [_draw(foreground, positive, rng)] + ([_draw(background, negative, rng)] if negative else [])
-    coords = np.concatenate(picked)[:, ::-1].astype(np.float32)  # (row, col) -> (x, y)
+    rows, cols = np.unravel_index(np.concatenate(picked), (height, width))
+    coords = np.stack([cols, rows], axis=1).astype(np.float32)  # (x, y)
     labels = np.array([1] * positive + [0] * negative, dtype=np.int64)
     return coords, labels
 
