@@ -29,6 +29,7 @@ from benchmark.models.cell_model import build_cell_model
 from benchmark.cost.measure import ACCELERATOR_KIND, HOST_KIND, MB, cuda_memory, peak_rss_mb
 from benchmark.data.layout import split_pairs
 from benchmark.data.sources import load_pairs
+from benchmark.engine.step import micro_batches, trained_batchnorms
 from benchmark.grid import STEP_DEFAULTS, Cell, all_cells, cell_config, row_train
 from benchmark.perf.timing import inference_times, train_step_measure
 
@@ -53,6 +54,7 @@ class Measured:
     trains: bool
     step_peak_mb: float | None = None  # the step's own peak (perf.step_memory), above the model's memory
     model_mb: float = 0.0  # parameters and buffers
+    batchnorm: bool = False  # a BatchNorm trains (the step's floor of 2 images per micro-batch)
 
     @property
     def needed_mb(self) -> float:
@@ -120,7 +122,7 @@ def measure(cell: Cell, config: dict, device: torch.device, batch: int, warmup: 
     merged = methods.merge_model(copy.deepcopy(model))
     forward = statistics.median(inference_times({"merged": merged}, size, batch, precision, device, warmup, steps)["merged"])
     return Measured(statistics.median(times), forward, peak, ACCELERATOR_KIND if memory is not None else HOST_KIND,
-                    build_s, trains, step_peak, model_mb)
+                    build_s, trains, step_peak, model_mb, bool(trained_batchnorms(model)))
 
 
 def _measure_or_overflow(cell: Cell, config: dict, device: torch.device, batch: int, warmup: int,
@@ -186,7 +188,7 @@ def candidates(train: dict, batchnorm: bool) -> list[dict]:
     """Settings that lower a step's memory without changing its batch, to measure in turn:
     checkpointing, micro-batches (2, and the fewest images a micro-batch may hold), and both."""
     batch = train["batch_size"]
-    smallest = batch // 2 if batchnorm else batch
+    smallest = micro_batches(batch, batch, batchnorm)
     accumulations = sorted({k for k in (2, smallest) if 2 <= k <= smallest and k > train["grad_accumulation"]})
     options = [] if train["activation_checkpointing"] else [{"activation_checkpointing": True}]
     options += [{"grad_accumulation": k} for k in accumulations]
@@ -215,9 +217,8 @@ def advice(config: dict, cell: Cell, current: Measured, limit_mb: float, device:
     the batch (candidates) and save what they claim to (_saves), the one with the fastest measured step;
     else the largest batch that fits."""
     train = row_train(config, cell.entry)
-    batchnorm = cell.backbone is not None and config["backbones"][cell.backbone].get("tal_norm") == "batch"
     tried = []
-    for change in candidates(train, batchnorm):
+    for change in candidates(train, current.batchnorm):
         trial = {**cell_config(config, cell), "train": {**train, **change}}
         tried.append((change, _measure_or_overflow(cell, trial, device, train["batch_size"], warmup, steps)))
     fitting = [(change, m) for change, m in tried if m.needed_mb <= limit_mb and _saves(change, m, tried, current)]
