@@ -17,7 +17,7 @@ import methods
 from benchmark.config import validate
 from benchmark.engine.attention import SDPAAttention, set_attention
 from benchmark.engine.cell import cell_dir, run_cell
-from benchmark.engine.checkpointing import encoder_blocks, set_checkpointing
+from benchmark.engine.checkpointing import checkpoint_blocks, set_checkpointing
 from benchmark.engine.step import make_step, micro_batches
 from benchmark.errors import CompileFailed, ConfigError
 from benchmark.grid import STEP_DEFAULTS, expand_cells, fingerprint
@@ -123,7 +123,7 @@ def test_checkpointing_gives_the_same_gradients_and_rebuilds_each_weight_once(na
     image = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     checkpointed = copy.deepcopy(plain)
     assert set_checkpointing(checkpointed["image_encoder"], True) == 4
-    assert [type(b).__name__ for b in encoder_blocks(checkpointed["image_encoder"])] == ["CheckpointedBlock"] * 4
+    assert [type(b).__name__ for b in checkpoint_blocks(checkpointed["image_encoder"])] == ["CheckpointedBlock"] * 4
     plain_count, checkpointed_count = RebuildCounter(plain), RebuildCounter(checkpointed)
     expected, got = gradients(plain, image), gradients(checkpointed, image)
     assert expected.keys() == got.keys() and len(got) > 0
@@ -134,7 +134,7 @@ def test_checkpointing_gives_the_same_gradients_and_rebuilds_each_weight_once(na
     assert plain_count.calls == rebuilds, "without checkpointing: one rebuild per layer per step"
     assert checkpointed_count.calls == rebuilds, "the recomputation in backward reuses the forward's rebuild"
     set_checkpointing(checkpointed["image_encoder"], False)
-    assert [type(b) for b in encoder_blocks(checkpointed["image_encoder"])] == [Block] * 4
+    assert [type(b) for b in checkpoint_blocks(checkpointed["image_encoder"])] == [Block] * 4
 
 
 def test_checkpointed_blocks_run_plainly_in_evaluation():

@@ -3,7 +3,9 @@
 segment-anything computes softmax(q k^T * scale + rel_pos_bias) v explicitly, which stores the full
 attention map of every head for the backward pass (global blocks at 512 px: 1024 x 1024 per head).
 `torch.nn.functional.scaled_dot_product_attention` computes the same function with the decomposed
-relative-position bias passed as its additive mask, in kernels that need not store the map. The
+relative-position bias passed as its additive mask. The mask is still built at the map's full size
+(B x heads x HW x HW), so what the fused kernels save is the softmax's intermediate copies, more
+under bf16 (eager softmax runs in fp32) than in fp32: `saltbench bench` measures it. The
 swap replaces only the attention arithmetic: the qkv and proj nn.Linear modules (and the rel_pos
 tables) stay the same objects under the same names, so every PEFT method adapts exactly the layers
 it adapted before. Windowed and global blocks use the same Attention class, so both are covered.

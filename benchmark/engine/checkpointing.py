@@ -27,9 +27,10 @@ def _checkpointed_forward(self: nn.Module, *args, **kwargs):
                       context_fn=lambda: (rebuild.phase("forward"), rebuild.phase("recompute")), **kwargs)
 
 
-def encoder_blocks(encoder: nn.Module) -> list[nn.Module]:
-    """The transformer blocks of an image encoder: SAM ViT's `blocks`, SAM2 Hiera's `trunk.blocks`,
-    TinyViT's `layers[i].blocks` (LiteMedSAM: its first stage's are MBConv blocks, checkpointed alike)."""
+def checkpoint_blocks(encoder: nn.Module) -> list[nn.Module]:
+    """The blocks to checkpoint: every `blocks` list of an image encoder (SAM ViT's `blocks`, SAM2
+    Hiera's `trunk.blocks`, TinyViT's `layers[i].blocks`), including LiteMedSAM's first-stage MBConv
+    blocks, which methods.base.encoder_blocks leaves out because no PEFT method adapts them."""
     blocks = []
     for name, module in encoder.named_modules():
         if name.rsplit(".", 1)[-1] == "blocks" and isinstance(module, nn.ModuleList):
@@ -44,7 +45,7 @@ def _plain_class(block: nn.Module) -> type:
 
 def set_checkpointing(encoder: nn.Module, enabled: bool) -> int:
     """Checkpoint each block of `encoder` (or undo it), in place; the number of blocks."""
-    blocks = encoder_blocks(encoder)
+    blocks = checkpoint_blocks(encoder)
     for block in blocks:
         plain = _plain_class(block)
         if enabled and plain not in _SUBCLASSES:

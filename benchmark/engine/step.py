@@ -16,11 +16,12 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from benchmark.engine.attention import SDPAAttention, set_attention
-from benchmark.engine.checkpointing import encoder_blocks, set_checkpointing
+from benchmark.engine.checkpointing import checkpoint_blocks, set_checkpointing
 from benchmark.engine.losses import SegmentationObjective
 from benchmark.engine.precision import autocast, grad_scaler
 from benchmark.errors import CompileFailed
 from benchmark.grid import STEP_DEFAULTS
+from benchmark.models.prompted import TAL_PREFIX
 
 TAL_NOTE = ("the TAL's BatchNorm normalises each micro-batch with that micro-batch's statistics and updates its "
             "running statistics once per micro-batch (momentum 0.1 each time), so k times per optimizer step. With "
@@ -70,7 +71,7 @@ def step_record(model: nn.Module, train_cfg: dict) -> dict:
     accumulation = step_setting(train_cfg, "grad_accumulation")
     norms = trained_batchnorms(model)
     return {"attention": attention, "sdpa_modules": sdpa,
-            "checkpointed_blocks": len(encoder_blocks(compile_target(model)))
+            "checkpointed_blocks": len(checkpoint_blocks(compile_target(model)))
             if step_setting(train_cfg, "activation_checkpointing") else 0,
             "compiled": bool(step_setting(train_cfg, "compile")), "grad_accumulation": accumulation,
             "trained_batchnorms": norms, "batchnorm_note": batchnorm_note(norms) if accumulation > 1 else ""}
@@ -80,7 +81,7 @@ def batchnorm_note(norms: list[str]) -> str:
     """What micro-batches change for the trained BatchNorms `norms` (empty: nothing)."""
     if not norms:
         return ""
-    others = [name for name in norms if not name.startswith("tal.")]
+    others = [name for name in norms if not name.startswith(TAL_PREFIX)]
     parts = ([TAL_NOTE] if len(others) < len(norms) else []) + ([OTHER_NOTE.format(names=", ".join(others))] if others else [])
     return " ".join(parts) + FLOOR_NOTE
 
@@ -135,9 +136,9 @@ class TrainStep:
                 logits = self.model(images) if part_prompt is None else self.model(images, part_prompt)
                 loss, seg, reg = self.objective(self.model, logits.float(), masks)
             if self.optimizer is not None:
-                self.scaler.scale(loss if parts == 1 else loss * share).backward()
+                self.scaler.scale(loss * share).backward()  # share 1.0 for one part: bit-exact
             detached = torch.stack([loss.detach(), seg.detach(), reg.detach()])
-            losses = losses + (detached if parts == 1 else detached * share)
+            losses = losses + detached * share
         if self.optimizer is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
