@@ -21,7 +21,7 @@ from benchmark.grid import tuned_param
 from benchmark.io import write_text
 from benchmark.paper.claims import ALPHA, CLAIMS, MIN_PAIRS, Claim
 from benchmark.report import markdown
-from benchmark.report.rows import by_row, csv_text, distinct, prompt_text, row_label
+from benchmark.report.rows import by_row, csv_text, distinct, prompted, row_label
 from benchmark.report.stats import wilcoxon_paired
 from benchmark.report.table1_stats import read_per_image
 
@@ -70,7 +70,7 @@ def grid_rows(summaries: list[dict]) -> list[Row]:
     and a box- or point-prompted row (an oracle one above all) is no evidence for or against them."""
     several = len({s["backbone"] for s in summaries if s["method"]["group"] == "peft"}) > 1
     return [Row(key, row_label(cells[0], several), cells) for key, cells in by_row(summaries).items()
-            if cells[0]["method"]["group"] == "peft" and prompt_text(cells[0]) == "text"]
+            if cells[0]["method"]["group"] == "peft" and not prompted(cells[0])]
 
 
 def _family(rows: list[Row], claim: Claim) -> list[Row]:
@@ -329,7 +329,7 @@ def conditions(config: dict, summaries: list[dict]) -> str:
     text = (f"Grid `{config.get('name', 'grid')}`: seeds {config['seeds']}, {train['epochs']} epochs, batch "
             f"{train['batch_size']}, {tuning}, input {config['input_size']} px. Weights: "
             f"{distinct([s['weights'] for s in summaries])}. Data: {distinct([s['dataset']['data'] for s in summaries])}.")
-    other_prompts = {s["method"]["id"] for s in summaries if s["method"]["group"] == "peft" and prompt_text(s) != "text"}
+    other_prompts = {s["method"]["id"] for s in summaries if s["method"]["group"] == "peft" and prompted(s)}
     if other_prompts:
         text += (f" Rows prompted otherwise than by text ({', '.join(sorted(other_prompts))}) are left out of every "
                  "claim: the paper's claims are about its text-prompted rows.")

@@ -20,7 +20,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter
 from benchmark.paper.mapping import paper_section
 from benchmark.paper.published import GROUP_TOTAL_M, PublishedRow, lookup
 from benchmark.report.pictures import provenance_caption, save_png
-from benchmark.report.rows import by_row, distinct, is_oracle, on_dataset, prompt_text, seed_stats
+from benchmark.report.rows import by_row, distinct, is_oracle, on_dataset, prompt_tag, seed_stats
 
 MARKERS = "osD^vP*Xh<>p"
 
@@ -58,7 +58,7 @@ def _label(cells: list[dict], several_backbones: bool, datasets: int) -> str:
     backbone = f" ({cells[0]['backbone']})" if several_backbones and method["group"] != "baseline" else ""
     ran = {cell["dataset"]["name"] for cell in cells}
     subset = f", {len(ran)} of {datasets} datasets" if len(ran) < datasets else ""
-    prompt = "" if method["group"] == "baseline" or prompt_text(cells[0]) == "text" else f" [{prompt_text(cells[0])}]"
+    prompt = prompt_tag(cells[0])
     return f"{method['label']}{rank}{prompt}{backbone}{subset}"
 
 

@@ -53,13 +53,24 @@ def is_oracle(summary: dict) -> bool:
     return bool(summary_prompt(summary)["oracle"])
 
 
+def prompted(summary: dict) -> bool:
+    """Whether a SAM-family row was asked by a box or points (with or without text) rather than by
+    text alone, as the paper asks; baselines take no prompt."""
+    return summary_prompt(summary)["mode"] not in ("text", "none")
+
+
+def prompt_tag(summary: dict) -> str:
+    """" [ground-truth box (oracle)]" after a prompted row's name in figures and statistics; "" otherwise."""
+    return f" [{prompt_text(summary)}]" if prompted(summary) else ""
+
+
 def row_label(summary: dict, with_backbone: bool) -> str:
     """A row as Table 1 names it, in one string for figure legends and panel titles: its Model
     text, its rank ("LoRA r4"), a box or point prompt in words (oracle prompts say so), and with
     several backbones in the grid, its Backbone key."""
     method = summary["method"]
     label = method["label"] + ("" if method.get("rank") is None else f" r{method['rank']}")
-    if summary_prompt(summary)["mode"] not in ("text", "none"):
+    if prompted(summary):
         label += f" ({prompt_text(summary)})"
     return f"{label} [{summary['backbone']}]" if with_backbone and method["group"] != "baseline" else label
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from benchmark.io import write_text
 from benchmark.report import markdown
-from benchmark.report.rows import by_row, on_dataset, prompt_text
+from benchmark.report.rows import by_row, on_dataset, prompt_tag, prompt_text
 from benchmark.report.stats import ALPHA, holm, wilcoxon_paired
 
 COLUMNS = ("dataset", "backbone", "salt", "other", "n_pairs", "n_nonzero", "seeds", "median_diff",
@@ -45,8 +45,7 @@ def _dice_by_image(cells: list[dict], cells_dir: Path) -> pd.Series:
 
 def _title(cells: list[dict]) -> str:
     method = cells[0]["method"]
-    prompt = prompt_text(cells[0])
-    return f"{method['label']} ({method['id']})" + ("" if prompt == "text" else f" [{prompt}]")
+    return f"{method['label']} ({method['id']})" + prompt_tag(cells[0])
 
 
 def _comparisons(peft: dict[str, list[dict]]) -> list[tuple[str, str]]:

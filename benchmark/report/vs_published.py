@@ -16,7 +16,7 @@ from benchmark.io import write_text
 from benchmark.report import markdown
 from benchmark.paper.mapping import paper_section
 from benchmark.paper.published import MEDSAM, ROWS, SAM, SAM2, PublishedRow, half_unit, lookup
-from benchmark.report.rows import by_row, distinct, is_oracle, on_dataset, prompt_text, seed_stats
+from benchmark.report.rows import by_row, distinct, is_oracle, on_dataset, prompt_text, prompted, seed_stats
 
 PAPER_EPOCHS = 200
 PAPER_INPUT = 512
@@ -81,7 +81,7 @@ def not_comparable(config: dict, cells: list[dict], row: PublishedRow, dataset: 
     backbone = config["backbones"].get(cells[0]["backbone"])
     if backbone is not None and backbone.get("weights") == "random":
         reasons.append("random weights")
-    if cells[0]["method"]["group"] != "baseline" and prompt_text(cells[0]) != "text":
+    if prompted(cells[0]):
         reasons.append(f"prompted by {prompt_text(cells[0])}")
     return reasons
 
