@@ -10,7 +10,6 @@ without one and is refused.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 from PIL import Image
 
 from benchmark.data.layout import load_image
-from benchmark.data.prompts import make_prompt, stack_prompts, to_device
+from benchmark.data.prompts import field_box, to_device
 from benchmark.data.transforms import resize_pad_image, resized_shape
 from benchmark.engine.evaluate import native_logits
 from benchmark.engine.precision import autocast
@@ -60,13 +59,12 @@ def prompt_free(cell_entry: dict) -> PromptSpec:
 
 
 def _prompts(spec: PromptSpec, arrays: list[np.ndarray], size: int) -> dict[str, torch.Tensor] | None:
-    """The batch's whole-image boxes (each image's field of view at the input size); None for text."""
+    """The batch's whole-image boxes (each image's field of view at the input size, unjittered as in
+    evaluation: the jitter perturbs training boxes only); None for text."""
     if not spec.uses_box:
         return None
-    empty = np.zeros((size, size), dtype=bool)  # a whole-image box reads no mask
-    exact = replace(spec, jitter=0)  # as evaluation: the jitter perturbs training boxes only
-    return stack_prompts([make_prompt(exact, empty, resized_shape(*array.shape[:2], size), np.random.default_rng(0))
-                          for array in arrays])
+    boxes = np.stack([field_box(resized_shape(*array.shape[:2], size)) for array in arrays])
+    return {"box": torch.from_numpy(boxes), "present": torch.ones(len(arrays), dtype=torch.bool)}
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
