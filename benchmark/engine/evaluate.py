@@ -12,6 +12,7 @@ from benchmark.data.prompts import stack_prompts, to_device
 from benchmark.data.transforms import resized_shape
 from benchmark.engine.precision import autocast
 from benchmark.metrics import score
+from benchmark.models.prompted import segment
 
 RESOLUTIONS = ("network", "native")
 
@@ -53,10 +54,8 @@ def evaluate(model: nn.Module, dataset: VesselDataset, device: torch.device, bat
         items = [dataset[i] for i in indices]
         images = torch.stack([it["image"] for it in items]).to(device)
         with autocast(precision, device):
-            if "prompt" in items[0]:  # a box- or point-prompted row: each image with its own prompt
-                logits = model(images, to_device(stack_prompts([it["prompt"] for it in items]), device))
-            else:
-                logits = model(images)
+            prompts = stack_prompts([it["prompt"] for it in items]) if "prompt" in items[0] else None
+            logits = segment(model, images, to_device(prompts, device))  # each image with its own prompt
         logits = logits[:, 0].float().cpu()
         for index, item, item_logits in zip(indices, items, logits):
             if resolution == "network":

@@ -21,7 +21,7 @@ from benchmark.engine.losses import SegmentationObjective
 from benchmark.engine.precision import autocast, grad_scaler
 from benchmark.errors import CompileFailed
 from benchmark.grid import STEP_DEFAULTS
-from benchmark.models.prompted import TAL_PREFIX
+from benchmark.models.prompted import TAL_PREFIX, segment
 
 TAL_NOTE = ("the TAL's BatchNorm normalises each micro-batch with that micro-batch's statistics and updates its "
             "running statistics once per micro-batch (momentum 0.1 each time), so k times per optimizer step. With "
@@ -133,7 +133,7 @@ class TrainStep:
             # batch's loss is the parts' losses weighted by their share of the images
             share = images.shape[0] / image.shape[0]
             with autocast(self.precision, self.device):
-                logits = self.model(images) if part_prompt is None else self.model(images, part_prompt)
+                logits = segment(self.model, images, part_prompt)
                 loss, seg, reg = self.objective(self.model, logits.float(), masks)
             if self.optimizer is not None:
                 self.scaler.scale(loss * share).backward()  # share 1.0 for one part: bit-exact

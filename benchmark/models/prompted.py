@@ -22,6 +22,12 @@ from benchmark.models.text import TextAffineLayer
 TAL_PREFIX = "tal."  # the TAL's parameter names: the trainable extra every backbone lists
 ABSENT_LOGIT = -1.0e4  # an image without its oracle prompt: background everywhere, and no gradient
 
+def segment(model: nn.Module, image: torch.Tensor, prompt: dict[str, torch.Tensor] | None) -> torch.Tensor:
+    """A cell model's logits: a box- or point-prompted row gets its prompt, a text row or a baseline
+    (whose forward takes the image alone) none."""
+    return model(image) if prompt is None else model(image, prompt)
+
+
 class TextPromptedSAM(nn.Module):
     """forward(image in [0,1], B x 3 x S x S, prompt: a box or point batch or None) -> mask logits
     B x 1 x S x S."""

@@ -24,6 +24,7 @@ from benchmark.engine.precision import autocast
 from benchmark.errors import DatasetError, OraclePromptError
 from benchmark.prompting import PromptSpec, entry_prompt
 from benchmark.io import atomic_write
+from benchmark.models.prompted import segment
 from benchmark.use.restore import Restored
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif", ".bmp", ".pgm", ".ppm")
@@ -90,8 +91,7 @@ def predict(restored: Restored, images: list[Path], out: Path, device: torch.dev
                                  for a in arrays])
             with autocast(train_cfg["precision"], device):
                 prompts = to_device(_prompts(spec, arrays, size), device)
-                inputs = (batch.to(device),) if prompts is None else (batch.to(device), prompts)
-                logits = restored.model(*inputs)[:, 0].float().cpu()
+                logits = segment(restored.model, batch.to(device), prompts)[:, 0].float().cpu()
             for path, array, item_logits in zip(chunk, arrays, logits):
                 native = native_logits(item_logits, array.shape[:2], size)
                 _write_png(out / f"{path.stem}.png", np.where(native.numpy() > 0, 255, 0).astype(np.uint8))
